@@ -1,0 +1,33 @@
+//! Why the broker core closed a connection.
+
+use thiserror::Error;
+
+/// A client broke a rule of the protocol; the broker closes its connection
+/// (and publishes its will) and goes on serving everyone else.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ProtocolViolation {
+    #[error("second CONNECT on one connection [MQTT-3.1.0-2]")]
+    SecondConnect,
+    #[error("a server never receives {0}")]
+    UnexpectedPacket(&'static str),
+    #[error("will topic is not a valid topic name")]
+    InvalidWillTopic,
+    #[error("PUBLISH topic is empty and topic aliases are not supported yet")]
+    EmptyTopic,
+    #[error("client id is empty but the session is persistent [MQTT-3.1.3-8]")]
+    EmptyClientIdNotClean,
+    #[error("keepalive expired (no packet within 1.5 x keepalive)")]
+    KeepAliveTimeout,
+}
+
+impl ProtocolViolation {
+    /// The MQTT 5 reason code for a DISCONNECT sent to a 5.0 client.
+    pub fn reason_code(&self) -> u8 {
+        match self {
+            ProtocolViolation::KeepAliveTimeout => 0x8D,
+            ProtocolViolation::InvalidWillTopic | ProtocolViolation::EmptyTopic => 0x90,
+            ProtocolViolation::EmptyClientIdNotClean => 0x85,
+            _ => 0x82,
+        }
+    }
+}

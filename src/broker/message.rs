@@ -1,0 +1,42 @@
+//! What travels between shards, and the application message itself.
+
+use bytes::Bytes;
+use bytestring::ByteString;
+
+use crate::protocol::{Props, QoS};
+
+/// An application message on its way to subscribers. Cloning it clones two
+/// reference-counted handles (topic and payload), never the bytes: this is
+/// what crosses shards, once per destination shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub topic: ByteString,
+    pub payload: Bytes,
+    /// The QoS it was published with; each subscriber gets the minimum of
+    /// this and its subscription's QoS.
+    pub qos: QoS,
+    /// The publisher's retain flag.
+    pub retain: bool,
+    /// 5.0 properties to forward (none for 3.1.1 publishers).
+    pub properties: Props,
+}
+
+/// The one enum of messages shards exchange, in batches, through the mesh.
+/// Each pair of shards has its own FIFO channel, so what one shard sends to
+/// another arrives in the order it was sent: the SUBACK barrier and the
+/// per-publisher ordering both rest on that.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ShardMessage {
+    /// Deliver to the local subscribers that match. A retained publish is
+    /// sent to every shard (each keeps a replica of the retained store) with
+    /// `retain_stamp` ordering concurrent writes to one topic.
+    Publish { msg: Message, retain_stamp: u64 },
+    /// The sender gained its first local subscriber of this filter.
+    InterestAdd(ByteString),
+    /// The sender lost its last local subscriber of this filter.
+    InterestRemove(ByteString),
+    /// Barrier: answer with `SyncAck` once everything sent before it has
+    /// been applied (which FIFO order makes immediate).
+    Sync(u64),
+    SyncAck(u64),
+}

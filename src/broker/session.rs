@@ -1,0 +1,125 @@
+//! A client's session: what outlives its network connection.
+//!
+//! Holds the subscriptions, the outbound in-flight window and queue, and the
+//! inbound QoS 2 packet ids that guard exactly-once delivery. It knows
+//! nothing of sockets or encoding: the shard decides what goes on the wire.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::rc::Rc;
+
+use bytestring::ByteString;
+
+use super::message::Message;
+use crate::protocol::{ProtocolVersion, QoS, SubscriptionOptions};
+
+/// Index of a session within its shard.
+pub type SessionId = u64;
+/// Index of a connection within its shard (never reused).
+pub type ConnId = u64;
+
+/// Where an outbound QoS 1/2 message stands in its handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboundState {
+    /// QoS 1 sent, waiting for PUBACK; or QoS 2 sent, waiting for PUBREC.
+    AwaitingAck,
+    /// QoS 2: PUBREC received, PUBREL sent, waiting for PUBCOMP.
+    AwaitingComp,
+}
+
+#[derive(Debug, Clone)]
+pub struct Inflight {
+    pub packet_id: u16,
+    pub msg: Rc<Message>,
+    pub qos: QoS,
+    pub retain: bool,
+    pub state: OutboundState,
+}
+
+/// A message waiting for room in the in-flight window (or for the client to
+/// come back).
+#[derive(Debug, Clone)]
+pub struct Queued {
+    pub msg: Rc<Message>,
+    pub qos: QoS,
+    pub retain: bool,
+}
+
+#[derive(Debug)]
+pub struct Session {
+    pub client_id: ByteString,
+    /// Kept after the connection ends (3.1.1 clean session = 0).
+    pub persistent: bool,
+    pub protocol: ProtocolVersion,
+    pub conn: Option<ConnId>,
+    pub subscriptions: HashMap<ByteString, SubscriptionOptions>,
+    pub inflight: VecDeque<Inflight>,
+    pub queue: VecDeque<Queued>,
+    /// Inbound QoS 2 packet ids received but not yet released by PUBREL.
+    pub inbound_qos2: HashSet<u16>,
+    next_packet_id: u16,
+}
+
+impl Session {
+    pub fn new(client_id: ByteString, persistent: bool, protocol: ProtocolVersion) -> Self {
+        Session {
+            client_id,
+            persistent,
+            protocol,
+            conn: None,
+            subscriptions: HashMap::new(),
+            inflight: VecDeque::new(),
+            queue: VecDeque::new(),
+            inbound_qos2: HashSet::new(),
+            next_packet_id: 0,
+        }
+    }
+
+    /// A packet id not used by any in-flight message (1..=65535, wrapping).
+    /// The caller keeps the window far below 65535, so this terminates fast.
+    pub fn allocate_packet_id(&mut self) -> u16 {
+        loop {
+            self.next_packet_id = self.next_packet_id.wrapping_add(1);
+            if self.next_packet_id == 0 {
+                self.next_packet_id = 1;
+            }
+            let id = self.next_packet_id;
+            if !self.inflight.iter().any(|f| f.packet_id == id) {
+                return id;
+            }
+        }
+    }
+
+    /// Position of the in-flight entry for `packet_id` (usually the front).
+    pub fn inflight_position(&self, packet_id: u16) -> Option<usize> {
+        self.inflight.iter().position(|f| f.packet_id == packet_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    #[test]
+    fn packet_ids_skip_zero_and_in_use() {
+        let mut s = Session::new(ByteString::from_static("c"), true, ProtocolVersion::V311);
+        let msg = Rc::new(Message {
+            topic: ByteString::from_static("t"),
+            payload: Bytes::new(),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            properties: None,
+        });
+        s.next_packet_id = 65534;
+        assert_eq!(s.allocate_packet_id(), 65535);
+        s.inflight.push_back(Inflight {
+            packet_id: 1,
+            msg,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            state: OutboundState::AwaitingAck,
+        });
+        assert_eq!(s.allocate_packet_id(), 2);
+        assert_eq!(s.inflight_position(1), Some(0));
+    }
+}

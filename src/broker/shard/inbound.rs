@@ -1,0 +1,317 @@
+//! Packets from a connected client.
+
+use bytestring::ByteString;
+
+use super::{Conn, PendingSubscribe, Shard};
+use crate::broker::error::ProtocolViolation;
+use crate::broker::message::{Message, ShardMessage};
+use crate::broker::session::{ConnId, OutboundState};
+use crate::protocol::{
+    encode, valid_topic_filter, Ack, Packet, Publish, QoS, SubAck, Subscribe, UnsubAck, Unsubscribe,
+};
+
+/// SUBACK failure code (0x80 in 3.1.1, "Unspecified error" in 5.0); 5.0
+/// clients get 0x8F "Topic Filter invalid" for a bad filter.
+const SUBACK_FAILURE: u8 = 0x80;
+const SUBACK_INVALID_FILTER_V5: u8 = 0x8F;
+
+impl Shard {
+    /// Handles one packet from a connected client. On a protocol violation
+    /// the connection is already closed (will published) when this returns
+    /// the error, which the caller only logs.
+    pub fn handle_packet(&mut self, conn_id: ConnId, packet: Packet, now: u64) -> Result<(), ProtocolViolation> {
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            return Ok(());
+        };
+        if conn.closing {
+            return Ok(());
+        }
+        conn.last_seen = now;
+        let result = match packet {
+            Packet::Publish(p) => self.on_publish(conn_id, p),
+            Packet::PubAck(a) => {
+                self.on_puback(conn_id, a.packet_id);
+                Ok(())
+            }
+            Packet::PubRec(a) => {
+                self.on_pubrec(conn_id, a.packet_id);
+                Ok(())
+            }
+            Packet::PubRel(a) => {
+                self.on_pubrel(conn_id, a.packet_id);
+                Ok(())
+            }
+            Packet::PubComp(a) => {
+                self.on_pubcomp(conn_id, a.packet_id);
+                Ok(())
+            }
+            Packet::Subscribe(s) => {
+                self.on_subscribe(conn_id, s);
+                Ok(())
+            }
+            Packet::Unsubscribe(u) => {
+                self.on_unsubscribe(conn_id, u);
+                Ok(())
+            }
+            Packet::PingReq => {
+                self.write(conn_id, &Packet::PingResp);
+                Ok(())
+            }
+            Packet::Disconnect(d) => {
+                // 5.0 reason 0x04 "Disconnect with Will Message" keeps the will.
+                let keep_will = d.reason == 0x04;
+                if let Some(c) = self.conns.get_mut(&conn_id) {
+                    if !keep_will {
+                        c.will = None;
+                    }
+                }
+                self.close_conn(conn_id, keep_will);
+                Ok(())
+            }
+            Packet::Connect(_) => Err(ProtocolViolation::SecondConnect),
+            Packet::ConnAck(_) => Err(ProtocolViolation::UnexpectedPacket("CONNACK")),
+            Packet::SubAck(_) => Err(ProtocolViolation::UnexpectedPacket("SUBACK")),
+            Packet::UnsubAck(_) => Err(ProtocolViolation::UnexpectedPacket("UNSUBACK")),
+            Packet::PingResp => Err(ProtocolViolation::UnexpectedPacket("PINGRESP")),
+            Packet::Auth(_) => Err(ProtocolViolation::UnexpectedPacket("AUTH")),
+        };
+        if let Err(violation) = &result {
+            tracing::debug!(shard = self.id, conn = conn_id, %violation, "closing connection");
+            self.close_conn(conn_id, true);
+        }
+        result
+    }
+
+    /// Encodes `packet` into the connection's outbox.
+    pub(super) fn write(&mut self, conn_id: ConnId, packet: &Packet) {
+        if let Some(c) = self.conns.get_mut(&conn_id) {
+            if !c.closing {
+                encode(packet, c.protocol, &mut c.outbox);
+                self.mark_dirty(conn_id);
+            }
+        }
+    }
+
+    fn ack(packet_id: u16) -> Ack {
+        Ack {
+            packet_id,
+            reason: 0,
+            properties: None,
+        }
+    }
+
+    fn on_publish(&mut self, conn_id: ConnId, p: Publish) -> Result<(), ProtocolViolation> {
+        if p.topic.is_empty() {
+            return Err(ProtocolViolation::EmptyTopic);
+        }
+        self.stats.publishes_received += 1;
+        let sid = self.conns.get(&conn_id).map(|c: &Conn| c.session).unwrap_or(0);
+        let (qos, packet_id) = (p.qos, p.packet_id);
+        let msg = Message {
+            topic: p.topic,
+            payload: p.payload,
+            qos: p.qos,
+            retain: p.retain,
+            properties: p.properties,
+        };
+        match qos {
+            QoS::AtMostOnce => self.publish(msg),
+            QoS::AtLeastOnce => {
+                self.publish(msg);
+                self.write(conn_id, &Packet::PubAck(Self::ack(packet_id)));
+            }
+            QoS::ExactlyOnce => {
+                // Exactly once [MQTT-4.3.3-2]: a PUBLISH whose id is still
+                // awaiting PUBREL is a retransmission, acknowledged again but
+                // not delivered again.
+                let first = self
+                    .sessions
+                    .get_mut(&sid)
+                    .map(|s| s.inbound_qos2.insert(packet_id))
+                    .unwrap_or(true);
+                if first {
+                    self.publish(msg);
+                }
+                self.write(conn_id, &Packet::PubRec(Self::ack(packet_id)));
+            }
+        }
+        Ok(())
+    }
+
+    fn session_of(&mut self, conn_id: ConnId) -> Option<&mut crate::broker::session::Session> {
+        let sid = self.conns.get(&conn_id)?.session;
+        self.sessions.get_mut(&sid)
+    }
+
+    fn on_pubrel(&mut self, conn_id: ConnId, packet_id: u16) {
+        if let Some(s) = self.session_of(conn_id) {
+            s.inbound_qos2.remove(&packet_id);
+        }
+        self.write(conn_id, &Packet::PubComp(Self::ack(packet_id)));
+    }
+
+    fn on_puback(&mut self, conn_id: ConnId, packet_id: u16) {
+        let Some(s) = self.session_of(conn_id) else {
+            return;
+        };
+        if let Some(pos) = s.inflight_position(packet_id) {
+            if s.inflight[pos].qos == QoS::AtLeastOnce {
+                s.inflight.remove(pos);
+                let sid = self.conns[&conn_id].session;
+                self.pump_queue(sid);
+            }
+        }
+    }
+
+    fn on_pubrec(&mut self, conn_id: ConnId, packet_id: u16) {
+        let Some(s) = self.session_of(conn_id) else {
+            return;
+        };
+        if let Some(pos) = s.inflight_position(packet_id) {
+            if s.inflight[pos].qos == QoS::ExactlyOnce {
+                s.inflight[pos].state = OutboundState::AwaitingComp;
+            }
+        }
+        // PUBREL is sent even for an unknown id, so the client can finish.
+        self.write(conn_id, &Packet::PubRel(Self::ack(packet_id)));
+    }
+
+    fn on_pubcomp(&mut self, conn_id: ConnId, packet_id: u16) {
+        let Some(s) = self.session_of(conn_id) else {
+            return;
+        };
+        if let Some(pos) = s.inflight_position(packet_id) {
+            if s.inflight[pos].state == OutboundState::AwaitingComp {
+                s.inflight.remove(pos);
+                let sid = self.conns[&conn_id].session;
+                self.pump_queue(sid);
+            }
+        }
+    }
+
+    fn on_subscribe(&mut self, conn_id: ConnId, sub: Subscribe) {
+        let Some(conn) = self.conns.get(&conn_id) else {
+            return;
+        };
+        let (sid, v5) = (conn.session, conn.protocol.is_v5());
+        let mut codes = Vec::with_capacity(sub.filters.len());
+        let mut retained = Vec::new();
+        let mut new_interest = false;
+        for req in sub.filters {
+            if !valid_topic_filter(&req.filter) {
+                codes.push(if v5 { SUBACK_INVALID_FILTER_V5 } else { SUBACK_FAILURE });
+                continue;
+            }
+            let existed = self.add_subscription(sid, &req.filter, req.options, &mut new_interest);
+            codes.push(req.options.qos as u8);
+            // Retained messages go to a new subscription, and again to a
+            // replaced one in 3.1.1 [MQTT-3.8.4-3]; 5.0 retain handling 1
+            // means "only if new", 2 "never".
+            let send_retained = match req.options.retain_handling {
+                0 => true,
+                1 => !existed,
+                _ => false,
+            };
+            if send_retained {
+                retained.push((req.filter, req.options));
+            }
+        }
+        let suback = Packet::SubAck(SubAck {
+            packet_id: sub.packet_id,
+            codes,
+            properties: None,
+        });
+        // SUBACK only once every shard has applied our interest changes, so
+        // a message published anywhere after the SUBACK is routed here.
+        if self.shards > 1 && (new_interest || !self.pending_subscribes.is_empty()) {
+            let token = self.next_token;
+            self.next_token += 1;
+            self.broadcast(ShardMessage::Sync(token));
+            self.pending_subscribes.insert(
+                token,
+                PendingSubscribe {
+                    conn: conn_id,
+                    session: sid,
+                    suback,
+                    retained,
+                    acks_missing: self.shards - 1,
+                },
+            );
+        } else {
+            self.finish_subscribe(conn_id, sid, &suback, retained);
+        }
+    }
+
+    /// Adds or replaces one subscription; returns whether it existed.
+    fn add_subscription(
+        &mut self,
+        sid: u64,
+        filter: &ByteString,
+        options: crate::protocol::SubscriptionOptions,
+        new_interest: &mut bool,
+    ) -> bool {
+        let entry = self.subs.entry(filter);
+        let was_empty = entry.is_empty();
+        let existed = match entry.iter_mut().find(|(s, _)| *s == sid) {
+            Some(slot) => {
+                slot.1 = options;
+                true
+            }
+            None => {
+                entry.push((sid, options));
+                false
+            }
+        };
+        if was_empty {
+            *new_interest = true;
+            self.broadcast(ShardMessage::InterestAdd(filter.clone()));
+        }
+        if let Some(s) = self.sessions.get_mut(&sid) {
+            s.subscriptions.insert(filter.clone(), options);
+        }
+        existed
+    }
+
+    /// Removes one subscription from the trie (not from the session).
+    pub(super) fn remove_subscription(&mut self, sid: u64, filter: &str) -> bool {
+        let mut found = false;
+        let emptied = self.subs.remove_if(filter, |subs| {
+            if let Some(pos) = subs.iter().position(|(s, _)| *s == sid) {
+                subs.swap_remove(pos);
+                found = true;
+            }
+            subs.is_empty()
+        });
+        if emptied {
+            self.broadcast(ShardMessage::InterestRemove(ByteString::from(filter)));
+        }
+        found
+    }
+
+    fn on_unsubscribe(&mut self, conn_id: ConnId, unsub: Unsubscribe) {
+        let Some(conn) = self.conns.get(&conn_id) else {
+            return;
+        };
+        let (sid, v5) = (conn.session, conn.protocol.is_v5());
+        let mut codes = Vec::new();
+        for filter in &unsub.filters {
+            let in_session = self
+                .sessions
+                .get_mut(&sid)
+                .is_some_and(|s| s.subscriptions.remove(filter).is_some());
+            let found = in_session && self.remove_subscription(sid, filter);
+            if v5 {
+                // 0x11: "No subscription existed".
+                codes.push(if found { 0x00 } else { 0x11 });
+            }
+        }
+        self.write(
+            conn_id,
+            &Packet::UnsubAck(UnsubAck {
+                packet_id: unsub.packet_id,
+                codes,
+                properties: None,
+            }),
+        );
+    }
+}

@@ -1,0 +1,442 @@
+//! One shard's broker state: its connections, their sessions and
+//! subscriptions, its replica of the retained store and of the interest
+//! index.
+//!
+//! The server layer drives it: it calls [`Shard::connect`],
+//! [`Shard::handle_packet`], [`Shard::connection_lost`], [`Shard::tick`] and
+//! [`Shard::handle_shard_messages`], then collects what they produced:
+//! bytes per connection ([`Shard::take_output`], for the connections listed
+//! by [`Shard::take_dirty_conns`]) and batches per destination shard
+//! ([`Shard::take_outgoing`]).
+
+mod delivery;
+mod inbound;
+mod mesh;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+
+use bytes::BytesMut;
+use bytestring::ByteString;
+
+use super::interest::InterestIndex;
+use super::message::ShardMessage;
+use super::placement::home_shard;
+use super::retain::RetainStore;
+use super::session::{ConnId, Session, SessionId};
+use super::topic_trie::TopicTrie;
+use crate::protocol::{
+    encode, valid_topic_name, ConnAck, Connect, Packet, ProtocolVersion, QoS, SubscriptionOptions, Will,
+};
+
+/// Per-session and per-connection bounds (from the configuration).
+#[derive(Debug, Clone)]
+pub struct BrokerLimits {
+    /// Outbound QoS 1/2 messages awaiting acknowledgement, per session.
+    pub max_inflight: usize,
+    /// Messages queued behind the in-flight window (or while offline).
+    pub max_queued: usize,
+    /// Bytes waiting to be written to one connection before QoS 0 messages
+    /// to it are dropped (a slow reader must not grow memory without bound).
+    pub max_outbox_bytes: usize,
+}
+
+impl Default for BrokerLimits {
+    fn default() -> Self {
+        BrokerLimits {
+            max_inflight: 64,
+            max_queued: 10_000,
+            max_outbox_bytes: 4 << 20,
+        }
+    }
+}
+
+/// Counters a shard keeps; read by the server for logs and benchmarks.
+#[derive(Debug, Clone, Default)]
+pub struct ShardStats {
+    pub connects: u64,
+    pub publishes_received: u64,
+    pub messages_delivered: u64,
+    /// QoS 0 messages dropped because the subscriber's outbox was full or
+    /// the session was offline.
+    pub dropped_qos0: u64,
+    /// QoS 1/2 messages dropped because the session's queue was full.
+    pub dropped_queue_full: u64,
+}
+
+/// A live network connection, after its CONNECT.
+#[derive(Debug)]
+pub(crate) struct Conn {
+    session: SessionId,
+    protocol: ProtocolVersion,
+    keep_alive_ms: u64,
+    last_seen: u64,
+    outbox: BytesMut,
+    will: Option<Will>,
+    closing: bool,
+    dirty: bool,
+}
+
+/// A SUBSCRIBE whose SUBACK waits for the other shards to apply its
+/// interest changes.
+#[derive(Debug)]
+struct PendingSubscribe {
+    conn: ConnId,
+    session: SessionId,
+    suback: Packet,
+    retained: Vec<(ByteString, SubscriptionOptions)>,
+    acks_missing: usize,
+}
+
+#[derive(Debug)]
+pub struct Shard {
+    id: usize,
+    shards: usize,
+    limits: BrokerLimits,
+    conns: HashMap<ConnId, Conn>,
+    next_conn: ConnId,
+    sessions: HashMap<SessionId, Session>,
+    by_client: HashMap<ByteString, SessionId>,
+    next_session: SessionId,
+    subs: TopicTrie<Vec<(SessionId, SubscriptionOptions)>>,
+    interest: InterestIndex,
+    retain: RetainStore,
+    outgoing: Vec<Vec<ShardMessage>>,
+    outgoing_len: usize,
+    dirty_conns: Vec<ConnId>,
+    pending_subscribes: HashMap<u64, PendingSubscribe>,
+    next_token: u64,
+    /// Scratch for fan-out, kept to avoid an allocation per PUBLISH.
+    matches: Vec<(SessionId, QoS)>,
+    generated_ids: u64,
+    pub stats: ShardStats,
+}
+
+impl Shard {
+    pub fn new(id: usize, shards: usize, limits: BrokerLimits) -> Self {
+        Shard {
+            id,
+            shards,
+            limits,
+            conns: HashMap::new(),
+            next_conn: 1,
+            sessions: HashMap::new(),
+            by_client: HashMap::new(),
+            next_session: 1,
+            subs: TopicTrie::new(),
+            interest: InterestIndex::default(),
+            retain: RetainStore::default(),
+            outgoing: (0..shards).map(|_| Vec::new()).collect(),
+            outgoing_len: 0,
+            dirty_conns: Vec::new(),
+            pending_subscribes: HashMap::new(),
+            next_token: 1,
+            matches: Vec::new(),
+            generated_ids: 0,
+            stats: ShardStats::default(),
+        }
+    }
+
+    pub fn id(&self) -> usize {
+        self.id
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// Accepts a decoded CONNECT (already placed on this shard) and returns
+    /// the new connection. The CONNACK, or the refusal and the close, are in
+    /// its output. `now` is in milliseconds on any monotonic clock.
+    pub fn connect(&mut self, connect: Connect, now: u64) -> ConnId {
+        let conn_id = self.next_conn;
+        self.next_conn += 1;
+        self.stats.connects += 1;
+        let Connect {
+            protocol,
+            clean_start,
+            keep_alive,
+            client_id,
+            will,
+            ..
+        } = connect;
+        let mut conn = Conn {
+            session: 0,
+            protocol,
+            keep_alive_ms: u64::from(keep_alive) * 1500,
+            last_seen: now,
+            outbox: BytesMut::new(),
+            will,
+            closing: false,
+            dirty: false,
+        };
+        let refusal = if client_id.is_empty() && !clean_start && !protocol.is_v5() {
+            Some(ConnackRefusal::IdentifierRejected)
+        } else if conn.will.as_ref().is_some_and(|w| !valid_topic_name(&w.topic)) {
+            Some(ConnackRefusal::InvalidWill)
+        } else {
+            None
+        };
+        if let Some(refusal) = refusal {
+            tracing::debug!(shard = self.id, client_id = %client_id, ?refusal, "CONNECT refused");
+            let code = refusal.code(protocol);
+            // 3.1.1 has no return code for a bad will topic: it is a
+            // protocol violation, answered by closing the connection.
+            let answer = protocol.is_v5() || !matches!(refusal, ConnackRefusal::InvalidWill);
+            if answer {
+            encode(
+                &Packet::ConnAck(ConnAck {
+                    session_present: false,
+                    code,
+                    properties: None,
+                }),
+                protocol,
+                &mut conn.outbox,
+            );
+            }
+            conn.closing = true;
+            conn.will = None;
+            self.conns.insert(conn_id, conn);
+            self.mark_dirty(conn_id);
+            return conn_id;
+        }
+        let (client_id, assigned) = if client_id.is_empty() {
+            (self.generate_client_id(), true)
+        } else {
+            (client_id, false)
+        };
+
+        // Takeover [MQTT-3.1.4-2]: the existing connection is closed (its
+        // will is published: it did not DISCONNECT).
+        let existing = self.by_client.get(&client_id).copied();
+        if let Some(sid) = existing {
+            if let Some(old) = self.sessions.get(&sid).and_then(|s| s.conn) {
+                tracing::debug!(shard = self.id, client_id = %client_id, "session taken over");
+                self.close_conn(old, true);
+            }
+        }
+        let resumed = match existing {
+            Some(sid) if !clean_start && self.sessions.get(&sid).is_some_and(|s| s.persistent) => Some(sid),
+            Some(sid) => {
+                self.discard_session(sid);
+                None
+            }
+            None => None,
+        };
+        let session_present = resumed.is_some();
+        let sid = resumed.unwrap_or_else(|| {
+            let sid = self.next_session;
+            self.next_session += 1;
+            self.sessions
+                .insert(sid, Session::new(client_id.clone(), !clean_start, protocol));
+            self.by_client.insert(client_id.clone(), sid);
+            sid
+        });
+        if let Some(s) = self.sessions.get_mut(&sid) {
+            s.conn = Some(conn_id);
+            s.protocol = protocol;
+        }
+        conn.session = sid;
+        let properties = (assigned && protocol.is_v5()).then(|| {
+            Box::new(crate::protocol::Properties {
+                assigned_client_identifier: Some(client_id.clone()),
+                ..Default::default()
+            })
+        });
+        encode(
+            &Packet::ConnAck(ConnAck {
+                session_present,
+                code: 0,
+                properties,
+            }),
+            protocol,
+            &mut conn.outbox,
+        );
+        self.conns.insert(conn_id, conn);
+        self.mark_dirty(conn_id);
+        tracing::debug!(shard = self.id, client_id = %client_id, session_present, "connected");
+        if session_present {
+            self.resend_inflight(sid);
+            self.pump_queue(sid);
+        }
+        conn_id
+    }
+
+    /// The network side ended (EOF, error, decode failure): closes the
+    /// connection as abnormal, so its will is published unless it sent
+    /// DISCONNECT first.
+    pub fn connection_lost(&mut self, conn: ConnId) {
+        self.close_conn(conn, true);
+    }
+
+    /// Closes connections whose keepalive expired [MQTT-3.1.2-24].
+    pub fn tick(&mut self, now: u64) {
+        let expired: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| !c.closing && c.keep_alive_ms > 0 && now.saturating_sub(c.last_seen) > c.keep_alive_ms)
+            .map(|(id, _)| *id)
+            .collect();
+        for conn in expired {
+            tracing::debug!(shard = self.id, conn, "keepalive expired");
+            self.close_conn(conn, true);
+        }
+    }
+
+    /// Closes every connection, for shutdown.
+    pub fn close_all(&mut self) {
+        let all: Vec<ConnId> = self.conns.keys().copied().collect();
+        for conn in all {
+            self.close_conn(conn, false);
+        }
+    }
+
+    /// Moves the ids of connections with new output (or newly closing) into
+    /// `out`.
+    pub fn take_dirty_conns(&mut self, out: &mut Vec<ConnId>) {
+        for id in &self.dirty_conns {
+            if let Some(c) = self.conns.get_mut(id) {
+                c.dirty = false;
+            }
+        }
+        out.append(&mut self.dirty_conns);
+    }
+
+    /// The bytes to write to `conn`, and whether to close it once written.
+    /// `None` for a connection that was released.
+    pub fn take_output(&mut self, conn: ConnId) -> Option<(BytesMut, bool)> {
+        let c = self.conns.get_mut(&conn)?;
+        Some((c.outbox.split(), c.closing))
+    }
+
+    /// Forgets a closed connection once the server has finished with it.
+    pub fn release(&mut self, conn: ConnId) {
+        self.close_conn(conn, true);
+        self.conns.remove(&conn);
+    }
+
+    pub fn is_closing(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_none_or(|c| c.closing)
+    }
+
+    /// The batch of messages for shard `dst`, emptied.
+    pub fn take_outgoing(&mut self, dst: usize) -> Vec<ShardMessage> {
+        let batch = std::mem::take(&mut self.outgoing[dst]);
+        self.outgoing_len -= batch.len();
+        batch
+    }
+
+    /// Messages waiting to go to other shards; the server stops reading
+    /// from clients while this is high (backpressure).
+    pub fn outgoing_backlog(&self) -> usize {
+        self.outgoing_len
+    }
+
+    /// Shards that have a batch waiting.
+    pub fn shards_with_outgoing(&self) -> impl Iterator<Item = usize> + '_ {
+        self.outgoing
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| !b.is_empty())
+            .map(|(i, _)| i)
+    }
+
+    fn send_to_shard(&mut self, dst: usize, msg: ShardMessage) {
+        self.outgoing[dst].push(msg);
+        self.outgoing_len += 1;
+    }
+
+    fn broadcast(&mut self, msg: ShardMessage) {
+        for dst in 0..self.shards {
+            if dst != self.id {
+                self.send_to_shard(dst, msg.clone());
+            }
+        }
+    }
+
+    fn mark_dirty(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            if !c.dirty {
+                c.dirty = true;
+                self.dirty_conns.push(conn);
+            }
+        }
+    }
+
+    /// Marks `conn` closing, publishes its will if `abnormal`, and detaches
+    /// (or discards) its session. Idempotent.
+    fn close_conn(&mut self, conn_id: ConnId, abnormal: bool) {
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            return;
+        };
+        if conn.closing {
+            return;
+        }
+        conn.closing = true;
+        let will = conn.will.take();
+        let sid = conn.session;
+        self.mark_dirty(conn_id);
+        if abnormal {
+            if let Some(will) = will {
+                self.publish_will(will);
+            }
+        }
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        if session.conn != Some(conn_id) {
+            return;
+        }
+        session.conn = None;
+        if !session.persistent {
+            self.discard_session(sid);
+        }
+    }
+
+    /// Removes a session and its subscriptions.
+    fn discard_session(&mut self, sid: SessionId) {
+        let Some(session) = self.sessions.remove(&sid) else {
+            return;
+        };
+        if self.by_client.get(&session.client_id) == Some(&sid) {
+            self.by_client.remove(&session.client_id);
+        }
+        for filter in session.subscriptions.keys() {
+            self.remove_subscription(sid, filter);
+        }
+    }
+
+    /// A client id for an empty one, whose home shard is this shard, so that
+    /// a later client using it explicitly lands here too.
+    fn generate_client_id(&mut self) -> ByteString {
+        loop {
+            self.generated_ids += 1;
+            let id = format!("ringmq-{}-{}", self.id, self.generated_ids);
+            if home_shard(&id, self.shards) == self.id && !self.by_client.contains_key(id.as_str()) {
+                return ByteString::from(id);
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum ConnackRefusal {
+    IdentifierRejected,
+    InvalidWill,
+}
+
+impl ConnackRefusal {
+    fn code(self, protocol: ProtocolVersion) -> u8 {
+        match (self, protocol.is_v5()) {
+            (ConnackRefusal::IdentifierRejected, false) => 0x02,
+            (ConnackRefusal::IdentifierRejected, true) => 0x85,
+            (ConnackRefusal::InvalidWill, false) => 0x03, // not sent, see connect()
+            (ConnackRefusal::InvalidWill, true) => 0x90,
+        }
+    }
+}

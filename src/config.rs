@@ -1,0 +1,248 @@
+//! Command line and configuration file.
+//!
+//! Every option can be given on the command line or, with the same name, in
+//! a TOML file passed with `--config` (`max-inflight = 64`). The command
+//! line wins over the file, the file over the defaults.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::broker::BrokerLimits;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("listener {0:?}: expected mqtt://HOST:PORT")]
+    BadListener(String),
+    #[error("listener {0:?}: cannot resolve the address")]
+    Unresolvable(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// ringmq: a thread-per-core MQTT broker on io_uring.
+#[derive(Debug, Parser, Default)]
+#[command(version, about)]
+pub struct Cli {
+    /// TOML file with any of the options below (same names).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Listener URL, repeatable: mqtt://HOST:PORT. Port 0 picks a free port
+    /// (the `ready` line tells which). Default: mqtt://127.0.0.1:1883.
+    #[arg(long = "listen")]
+    pub listen: Vec<String>,
+    /// Number of shards (one executor thread each, pinned to a core).
+    /// Default: one per available core.
+    #[arg(long)]
+    pub shards: Option<usize>,
+    /// Largest packet accepted, in bytes (fixed header included).
+    #[arg(long)]
+    pub max_packet_size: Option<usize>,
+    /// Outbound QoS 1/2 messages in flight per client.
+    #[arg(long)]
+    pub max_inflight: Option<usize>,
+    /// Messages queued per session behind the in-flight window or while
+    /// the client is offline; beyond it QoS 1/2 messages are dropped and
+    /// counted (with a warning).
+    #[arg(long)]
+    pub max_queued: Option<usize>,
+    /// Bytes waiting to be written to one client before QoS 0 messages to
+    /// it are dropped.
+    #[arg(long)]
+    pub max_outbox_bytes: Option<usize>,
+    /// Connections accepted at once, over all shards.
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// Seconds a new connection has to send its CONNECT.
+    #[arg(long)]
+    pub connect_timeout: Option<u64>,
+    /// Log filter (tracing EnvFilter syntax): error, warn, info, debug...
+    #[arg(long)]
+    pub log_level: Option<String>,
+    /// io_uring registered memory per shard, in bytes (network I/O does not
+    /// use it; glommio takes at least 64 KiB).
+    #[arg(long)]
+    pub io_memory: Option<usize>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<Vec<String>>,
+    shards: Option<usize>,
+    max_packet_size: Option<usize>,
+    max_inflight: Option<usize>,
+    max_queued: Option<usize>,
+    max_outbox_bytes: Option<usize>,
+    max_connections: Option<usize>,
+    connect_timeout: Option<u64>,
+    log_level: Option<String>,
+    io_memory: Option<usize>,
+}
+
+/// Transport of a listener. Later: WebSocket and TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Mqtt,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerSpec {
+    pub scheme: Scheme,
+    pub addr: SocketAddr,
+}
+
+impl ListenerSpec {
+    pub fn parse(url: &str) -> Result<ListenerSpec, ConfigError> {
+        let rest = url
+            .strip_prefix("mqtt://")
+            .or_else(|| url.strip_prefix("tcp://"))
+            .ok_or_else(|| ConfigError::BadListener(url.to_string()))?;
+        let rest = rest.trim_end_matches('/');
+        let addr = rest
+            .to_socket_addrs()
+            .map_err(|_| ConfigError::Unresolvable(url.to_string()))?
+            .next()
+            .ok_or_else(|| ConfigError::Unresolvable(url.to_string()))?;
+        Ok(ListenerSpec {
+            scheme: Scheme::Mqtt,
+            addr,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        match self.scheme {
+            Scheme::Mqtt => format!("mqtt://{}", self.addr),
+        }
+    }
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listeners: Vec<ListenerSpec>,
+    pub shards: usize,
+    pub max_packet_size: usize,
+    pub limits: BrokerLimits,
+    pub max_connections: usize,
+    pub connect_timeout: Duration,
+    pub log_level: String,
+    pub io_memory: usize,
+}
+
+impl Config {
+    pub fn from_cli(cli: Cli) -> Result<Config, ConfigError> {
+        let file = match &cli.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                    path: path.clone(),
+                    source,
+                })?
+            }
+            None => FileConfig::default(),
+        };
+        let defaults = BrokerLimits::default();
+        let listen = if cli.listen.is_empty() {
+            file.listen.unwrap_or_else(|| vec!["mqtt://127.0.0.1:1883".to_string()])
+        } else {
+            cli.listen
+        };
+        let listeners = listen
+            .iter()
+            .map(|l| ListenerSpec::parse(l))
+            .collect::<Result<Vec<_>, _>>()?;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let config = Config {
+            listeners,
+            shards: cli.shards.or(file.shards).unwrap_or(cores),
+            max_packet_size: cli.max_packet_size.or(file.max_packet_size).unwrap_or(1 << 20),
+            limits: BrokerLimits {
+                max_inflight: cli.max_inflight.or(file.max_inflight).unwrap_or(defaults.max_inflight),
+                max_queued: cli.max_queued.or(file.max_queued).unwrap_or(defaults.max_queued),
+                max_outbox_bytes: cli
+                    .max_outbox_bytes
+                    .or(file.max_outbox_bytes)
+                    .unwrap_or(defaults.max_outbox_bytes),
+            },
+            max_connections: cli.max_connections.or(file.max_connections).unwrap_or(1_000_000),
+            connect_timeout: Duration::from_secs(cli.connect_timeout.or(file.connect_timeout).unwrap_or(10)),
+            log_level: cli.log_level.or(file.log_level).unwrap_or_else(|| "info".to_string()),
+            io_memory: cli.io_memory.or(file.io_memory).unwrap_or(64 << 10),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if self.listeners.is_empty() {
+            return bad("at least one --listen is needed");
+        }
+        if self.shards == 0 || self.shards > crate::broker::shard_set::MAX_SHARDS {
+            return bad("--shards must be between 1 and 256");
+        }
+        if !(16..=268_435_460).contains(&self.max_packet_size) {
+            return bad("--max-packet-size must be between 16 and 268435460");
+        }
+        if self.limits.max_inflight == 0 || self.limits.max_inflight > 65_000 {
+            return bad("--max-inflight must be between 1 and 65000");
+        }
+        if self.connect_timeout.is_zero() {
+            return bad("--connect-timeout must be at least 1 second");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_cli_precedence() {
+        let dir = std::env::temp_dir().join(format!("ringmq-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ringmq.toml");
+        std::fs::write(&path, "shards = 3\nmax-inflight = 7\nlisten = [\"mqtt://127.0.0.1:0\"]\n").unwrap();
+        let cli = Cli {
+            config: Some(path.clone()),
+            max_inflight: Some(9),
+            ..Default::default()
+        };
+        let cfg = Config::from_cli(cli).unwrap();
+        assert_eq!(cfg.shards, 3);
+        assert_eq!(cfg.limits.max_inflight, 9);
+        assert_eq!(cfg.listeners[0].addr.port(), 0);
+        std::fs::write(&path, "bogus-key = 1\n").unwrap();
+        let err = Config::from_cli(Cli {
+            config: Some(path),
+            ..Default::default()
+        });
+        assert!(matches!(err, Err(ConfigError::Parse { .. })));
+    }
+
+    #[test]
+    fn listener_urls() {
+        assert_eq!(ListenerSpec::parse("mqtt://127.0.0.1:1883").unwrap().addr.port(), 1883);
+        assert_eq!(ListenerSpec::parse("mqtt://[::1]:1884").unwrap().url(), "mqtt://[::1]:1884");
+        assert!(matches!(ListenerSpec::parse("http://x:1"), Err(ConfigError::BadListener(_))));
+    }
+}

@@ -1,0 +1,209 @@
+//! One client connection: its CONNECT, its placement, then a reader task
+//! (socket → decode → core) and a writer task (core's outbox → socket).
+
+use std::cell::RefCell;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+
+use bytes::BytesMut;
+use glommio::net::TcpStream;
+use thiserror::Error;
+
+use super::context::ShardCtx;
+use super::io::{self, SharedStream};
+use super::mesh::{Handoff, MeshItem};
+use super::notify::Notify;
+use crate::broker::{home_shard, ConnId};
+use crate::protocol::{self, ConnAck, Connect, DecodeError, Packet, ProtocolVersion};
+
+/// Why a connection ended before or instead of being served.
+#[derive(Debug, Error)]
+pub enum ConnectionError {
+    #[error("no CONNECT within the connect timeout")]
+    ConnectTimeout,
+    #[error("first packet is not CONNECT [MQTT-3.1.0-1]")]
+    NotConnect,
+    #[error("malformed packet: {0}")]
+    Decode(#[from] DecodeError),
+    #[error("peer closed the connection")]
+    Eof,
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Counts an open socket against --max-connections while alive.
+struct SocketSlot(Rc<ShardCtx>);
+
+impl Drop for SocketSlot {
+    fn drop(&mut self) {
+        self.0.open_sockets.set(self.0.open_sockets.get().saturating_sub(1));
+    }
+}
+
+/// A socket just accepted by this shard's listener.
+pub async fn accept(ctx: Rc<ShardCtx>, stream: TcpStream) {
+    if ctx.open_sockets.get() >= ctx.max_sockets() {
+        tracing::warn!(shard = ctx.id, max = ctx.config.max_connections, "--max-connections reached: refusing a connection");
+        return;
+    }
+    ctx.open_sockets.set(ctx.open_sockets.get() + 1);
+    let slot = SocketSlot(ctx.clone());
+    let _ = stream.set_nodelay(true);
+    let stream: SharedStream = Rc::new(RefCell::new(stream));
+    let mut buf = BytesMut::with_capacity(512);
+    let max = ctx.config.max_packet_size;
+    let first = glommio::timer::timeout(ctx.config.connect_timeout, async {
+        Ok(read_connect(&stream, &mut buf, max).await)
+    })
+    .await
+    .unwrap_or(Err(ConnectionError::ConnectTimeout));
+    let connect = match first {
+        Ok(c) => c,
+        Err(ConnectionError::Decode(DecodeError::UnsupportedProtocolLevel(level))) => {
+            // [MQTT-3.1.2-2]: answer 0x01 "unacceptable protocol version".
+            tracing::debug!(shard = ctx.id, level, "unsupported protocol level");
+            let mut out = BytesMut::new();
+            let refusal = ConnAck {
+                session_present: false,
+                code: protocol::reason::connack_v3::UNACCEPTABLE_PROTOCOL_VERSION,
+                properties: None,
+            };
+            protocol::encode(&Packet::ConnAck(refusal), ProtocolVersion::V311, &mut out);
+            let _ = io::write_all(&stream, &out).await;
+            return;
+        }
+        Err(e) => {
+            tracing::debug!(shard = ctx.id, error = %e, "closing connection before CONNECT completed");
+            return;
+        }
+    };
+    let home = if connect.client_id.is_empty() {
+        ctx.id
+    } else {
+        home_shard(&connect.client_id, ctx.shards)
+    };
+    if home == ctx.id {
+        drop(slot);
+        ctx.open_sockets.set(ctx.open_sockets.get() + 1);
+        let stream = match Rc::try_unwrap(stream) {
+            Ok(s) => s.into_inner(),
+            Err(_) => return,
+        };
+        serve(ctx, stream, buf, connect).await;
+        return;
+    }
+    // Hand the socket to the client's home shard: dup the fd for it, then
+    // close ours (glommio's stream has no way to give its fd up).
+    let fd = stream.borrow().as_raw_fd();
+    // SAFETY: dup of an fd we own; the copy goes to exactly one receiver.
+    let dup = unsafe { libc::dup(fd) };
+    drop(stream);
+    if dup < 0 {
+        tracing::warn!(shard = ctx.id, error = %std::io::Error::last_os_error(), "dup failed: cannot hand the connection to its home shard");
+        return;
+    }
+    let Some(mesh) = ctx.mesh.get() else {
+        // SAFETY: dup is ours and was not handed to anyone.
+        unsafe { libc::close(dup) };
+        return;
+    };
+    tracing::trace!(shard = ctx.id, home, "handing connection to its home shard");
+    let item = MeshItem::Handoff(Handoff {
+        fd: dup,
+        buffered: buf,
+        connect,
+    });
+    if let Err(e) = mesh.send_to(home, item).await {
+        tracing::warn!(shard = ctx.id, home, error = %e, "handoff failed");
+    }
+}
+
+/// Reads until a whole first packet is there; it must be a CONNECT.
+async fn read_connect(stream: &SharedStream, buf: &mut BytesMut, max: usize) -> Result<Box<Connect>, ConnectionError> {
+    loop {
+        match protocol::decode(buf, ProtocolVersion::V311, max)? {
+            Some(Packet::Connect(c)) => return Ok(c),
+            Some(_) => return Err(ConnectionError::NotConnect),
+            None => {}
+        }
+        if io::read_into(stream, buf).await? == 0 {
+            return Err(ConnectionError::Eof);
+        }
+    }
+}
+
+/// Serves a connection whose CONNECT has been read, on its home shard.
+/// The caller has counted the socket in `open_sockets`.
+pub async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream, buf: BytesMut, connect: Box<Connect>) {
+    let _slot = SocketSlot(ctx.clone());
+    let version = connect.protocol;
+    let stream: SharedStream = Rc::new(RefCell::new(stream));
+    let notify = Rc::new(Notify::default());
+    let conn = ctx.core.borrow_mut().connect(*connect, ctx.now());
+    ctx.writers.borrow_mut().insert(conn, notify.clone());
+    let writer = glommio::spawn_local(write_loop(ctx.clone(), conn, stream.clone(), notify.clone())).detach();
+    ctx.wake();
+    if let Err(e) = read_loop(&ctx, conn, &stream, buf, version).await {
+        tracing::debug!(shard = ctx.id, conn, error = %e, "connection ended");
+    }
+    ctx.core.borrow_mut().connection_lost(conn);
+    ctx.wake();
+    notify.notify();
+    writer.await;
+    ctx.writers.borrow_mut().remove(&conn);
+    ctx.core.borrow_mut().release(conn);
+    ctx.wake();
+}
+
+/// How many messages may wait for other shards before readers pause.
+const MESH_BACKLOG_LIMIT: usize = 64 * 1024;
+
+async fn read_loop(
+    ctx: &ShardCtx,
+    conn: ConnId,
+    stream: &SharedStream,
+    mut buf: BytesMut,
+    version: ProtocolVersion,
+) -> Result<(), ConnectionError> {
+    let max = ctx.config.max_packet_size;
+    loop {
+        while let Some(packet) = protocol::decode(&mut buf, version, max)? {
+            let result = ctx.core.borrow_mut().handle_packet(conn, packet, ctx.now());
+            ctx.wake();
+            if let Err(violation) = result {
+                tracing::debug!(shard = ctx.id, conn, %violation, "protocol violation");
+            }
+            if ctx.core.borrow().is_closing(conn) {
+                return Ok(());
+            }
+        }
+        // Backpressure: stop reading while other shards are behind.
+        while ctx.core.borrow().outgoing_backlog() > MESH_BACKLOG_LIMIT {
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        if io::read_into(stream, &mut buf).await? == 0 {
+            return Err(ConnectionError::Eof);
+        }
+    }
+}
+
+async fn write_loop(ctx: Rc<ShardCtx>, conn: ConnId, stream: SharedStream, notify: Rc<Notify>) {
+    loop {
+        notify.wait().await;
+        let Some((out, closing)) = ctx.core.borrow_mut().take_output(conn) else {
+            break;
+        };
+        if !out.is_empty() {
+            if let Err(e) = io::write_all(&stream, &out).await {
+                tracing::debug!(shard = ctx.id, conn, error = %e, "write failed");
+                ctx.core.borrow_mut().connection_lost(conn);
+                ctx.wake();
+                break;
+            }
+        }
+        if closing {
+            break;
+        }
+    }
+    io::shutdown(&stream);
+}

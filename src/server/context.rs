@@ -1,0 +1,76 @@
+//! What every task of one shard shares: the broker core and the wake-up
+//! flags of the tasks that turn its output into I/O.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Instant;
+
+use crate::broker::{ConnId, Shard};
+use crate::config::Config;
+
+use super::notify::Notify;
+
+pub struct ShardCtx {
+    pub id: usize,
+    pub shards: usize,
+    pub config: Config,
+    pub core: RefCell<Shard>,
+    /// The writer task of each live connection.
+    pub writers: RefCell<HashMap<ConnId, Rc<Notify>>>,
+    /// The mesh sender task for each destination shard.
+    pub mesh_senders: Vec<Rc<Notify>>,
+    /// Senders to the other shards, once the mesh is joined.
+    pub mesh: std::cell::OnceCell<Rc<glommio::channels::channel_mesh::Senders<super::mesh::MeshItem>>>,
+    /// Sockets open on this shard (for --max-connections).
+    pub open_sockets: std::cell::Cell<usize>,
+    started: Instant,
+    scratch: RefCell<Vec<ConnId>>,
+}
+
+impl ShardCtx {
+    pub fn new(id: usize, shards: usize, config: Config) -> Rc<ShardCtx> {
+        let core = Shard::new(id, shards, config.limits.clone());
+        Rc::new(ShardCtx {
+            id,
+            shards,
+            config,
+            core: RefCell::new(core),
+            writers: RefCell::new(HashMap::new()),
+            mesh_senders: (0..shards).map(|_| Rc::new(Notify::default())).collect(),
+            mesh: std::cell::OnceCell::new(),
+            open_sockets: std::cell::Cell::new(0),
+            started: Instant::now(),
+            scratch: RefCell::new(Vec::new()),
+        })
+    }
+
+    /// Milliseconds since the shard started: the broker core's clock.
+    pub fn now(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Wakes the tasks that have work after a call into the core: the
+    /// writers of connections with output, the senders of shards with a
+    /// batch. Called after every core call; cheap when nothing changed.
+    pub fn wake(&self) {
+        let mut dirty = self.scratch.borrow_mut();
+        let mut core = self.core.borrow_mut();
+        core.take_dirty_conns(&mut dirty);
+        for dst in core.shards_with_outgoing() {
+            self.mesh_senders[dst].notify();
+        }
+        drop(core);
+        let writers = self.writers.borrow();
+        for conn in dirty.drain(..) {
+            if let Some(w) = writers.get(&conn) {
+                w.notify();
+            }
+        }
+    }
+
+    /// Per-shard share of --max-connections.
+    pub fn max_sockets(&self) -> usize {
+        self.config.max_connections.div_ceil(self.shards)
+    }
+}

@@ -1,0 +1,135 @@
+//! The runtime layer: the only code that knows glommio.
+//!
+//! `run` checks the host (preflight), starts one executor per shard pinned
+//! to its own core, waits until every shard listens, prints `ready`, and on
+//! SIGINT/SIGTERM shuts the shards down.
+
+mod connection;
+mod context;
+mod io;
+mod listener;
+mod mesh;
+mod notify;
+mod preflight;
+mod shard_main;
+
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use thiserror::Error;
+
+use crate::config::Config;
+
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error("preflight: {0}")]
+    Preflight(String),
+    #[error("cannot bind {url}: {source}")]
+    Bind { url: String, source: std::io::Error },
+    #[error("starting shards: {0}")]
+    Start(String),
+    #[error("installing signal handlers: {0}")]
+    Signals(std::io::Error),
+}
+
+/// What shards report to the main thread.
+pub(crate) enum ShardEvent {
+    Ready(usize),
+    Failed(String),
+}
+
+/// How long shards get to start before the broker gives up.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub fn run(mut config: Config) -> Result<(), ServerError> {
+    preflight::check(config.shards, config.io_memory)?;
+    let nofile = preflight::raise_nofile();
+    tracing::info!(shards = config.shards, nofile, "starting");
+    // Port 0 means "any free port", but every shard must bind the same one:
+    // reserve a port here with SO_REUSEPORT, bound but not listening (so it
+    // takes no connections), until the shards hold it.
+    let mut reservations = Vec::new();
+    for spec in &mut config.listeners {
+        if spec.addr.port() == 0 {
+            let (sock, addr) = reserve_port(spec.addr).map_err(|source| ServerError::Bind {
+                url: spec.url(),
+                source,
+            })?;
+            spec.addr = addr;
+            reservations.push(sock);
+        }
+    }
+
+    let shards = config.shards;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let placement = if shards <= cores {
+        PoolPlacement::MaxSpread(shards, None)
+    } else {
+        PoolPlacement::Unbound(shards)
+    };
+    let mesh_builder = (shards > 1).then(|| MeshBuilder::full(shards, mesh::CHANNEL_CAPACITY));
+    let (events_tx, events_rx) = mpsc::channel();
+    let shutdown = Arc::new(AtomicBool::new(false));
+    let handles = {
+        let (config, shutdown) = (config.clone(), shutdown.clone());
+        LocalExecutorPoolBuilder::new(placement)
+            .name("ringmq-shard")
+            .io_memory(config.io_memory)
+            .on_all_shards(move || shard_main::run(config, mesh_builder, events_tx, shutdown))
+            .map_err(|e| ServerError::Start(e.to_string()))?
+    };
+
+    let mut ready = 0;
+    while ready < shards {
+        match events_rx.recv_timeout(START_TIMEOUT) {
+            Ok(ShardEvent::Ready(_)) => ready += 1,
+            Ok(ShardEvent::Failed(why)) => {
+                shutdown.store(true, Ordering::Relaxed);
+                return Err(ServerError::Start(why));
+            }
+            Err(_) => {
+                shutdown.store(true, Ordering::Relaxed);
+                return Err(ServerError::Start(format!(
+                    "only {ready} of {shards} shards started within {START_TIMEOUT:?} \
+                     (run with --log-level debug; check RLIMIT_MEMLOCK and io_uring)"
+                )));
+            }
+        }
+    }
+    drop(reservations);
+    let urls: Vec<String> = config.listeners.iter().map(|l| l.url()).collect();
+    tracing::info!(listeners = ?urls, shards, "ready");
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "ready {} shards={shards}", urls.join(" "));
+        let _ = out.flush();
+    }
+
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(ServerError::Signals)?;
+    if let Some(sig) = signals.forever().next() {
+        tracing::info!(signal = sig, "shutting down");
+    }
+    shutdown.store(true, Ordering::Relaxed);
+    handles.join_all();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn reserve_port(addr: std::net::SocketAddr) -> std::io::Result<(socket2::Socket, std::net::SocketAddr)> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let domain = if addr.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
+    let sock = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    sock.set_reuse_port(true)?;
+    sock.bind(&addr.into())?;
+    let bound = sock
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| std::io::Error::other("reserved address is not an IP socket"))?;
+    Ok((sock, bound))
+}

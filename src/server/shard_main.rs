@@ -1,0 +1,85 @@
+//! What each executor thread runs: its shard's setup, then its tasks until
+//! shutdown.
+
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::Duration;
+
+use glommio::channels::channel_mesh::MeshBuilder;
+
+use super::context::ShardCtx;
+use super::mesh::{self, MeshItem};
+use super::{listener, ShardEvent};
+use crate::config::Config;
+
+/// How often keepalives are checked.
+const TICK: Duration = Duration::from_millis(500);
+
+pub async fn run(
+    config: Config,
+    mesh_builder: Option<MeshBuilder<MeshItem, glommio::channels::channel_mesh::Full>>,
+    events: Sender<ShardEvent>,
+    shutdown: Arc<AtomicBool>,
+) {
+    let shards = config.shards;
+    // The mesh's join is a barrier for all shards; peer_id is our rank.
+    let (id, mesh_ends) = match mesh_builder {
+        Some(builder) => match builder.join().await {
+            Ok((senders, receivers)) => (senders.peer_id(), Some((senders, receivers))),
+            Err(e) => {
+                let _ = events.send(ShardEvent::Failed(format!("joining the shard mesh: {e}")));
+                return;
+            }
+        },
+        None => (0, None),
+    };
+    let ctx = ShardCtx::new(id, shards, config);
+    if let Some((senders, receivers)) = mesh_ends {
+        let senders = mesh::start(&ctx, senders, receivers);
+        let _ = ctx.mesh.set(senders);
+    }
+    let mut listeners = Vec::new();
+    for spec in &ctx.config.listeners {
+        match listener::bind(spec) {
+            Ok(l) => listeners.push(l),
+            Err(e) => {
+                let _ = events.send(ShardEvent::Failed(format!("shard {id}: binding {}: {e}", spec.url())));
+                return;
+            }
+        }
+    }
+    let accept_tasks: Vec<_> = listeners
+        .into_iter()
+        .map(|l| glommio::spawn_local(listener::accept_loop(ctx.clone(), l)))
+        .collect();
+    let ticker = {
+        let ctx = ctx.clone();
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(TICK).await;
+                ctx.core.borrow_mut().tick(ctx.now());
+                ctx.wake();
+            }
+        })
+    };
+    tracing::debug!(shard = id, "shard ready");
+    let _ = events.send(ShardEvent::Ready(id));
+
+    while !shutdown.load(Ordering::Relaxed) {
+        glommio::timer::sleep(Duration::from_millis(100)).await;
+    }
+    // Stop accepting, close every connection after flushing what it has.
+    drop(accept_tasks);
+    drop(ticker);
+    ctx.core.borrow_mut().close_all();
+    ctx.wake();
+    let deadline = ctx.now() + 2000;
+    while ctx.core.borrow().connection_count() > 0 && ctx.now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(10)).await;
+    }
+    let stats = ctx.core.borrow().stats.clone();
+    tracing::debug!(shard = id, ?stats, "shard stopped");
+    let _ = Rc::strong_count(&ctx);
+}
