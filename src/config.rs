@@ -26,7 +26,7 @@ pub enum ConfigError {
         path: PathBuf,
         source: toml::de::Error,
     },
-    #[error("listener {0:?}: expected mqtt://HOST:PORT")]
+    #[error("listener {0:?}: expected mqtt://HOST:PORT or ws://HOST:PORT/PATH")]
     BadListener(String),
     #[error("listener {0:?}: cannot resolve the address")]
     Unresolvable(String),
@@ -41,8 +41,10 @@ pub struct Cli {
     /// TOML file with any of the options below (same names).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Listener URL, repeatable: mqtt://HOST:PORT. Port 0 picks a free port
-    /// (the `ready` line tells which). Default: mqtt://127.0.0.1:1883.
+    /// Listener URL, repeatable: mqtt://HOST:PORT, or ws://HOST:PORT/PATH for
+    /// MQTT over WebSocket (path default /mqtt; repeat with other paths to
+    /// serve several on one port). Port 0 picks a free port (the `ready` line
+    /// tells which). Default: mqtt://127.0.0.1:1883.
     #[arg(long = "listen")]
     pub listen: Vec<String>,
     /// Number of shards (one executor thread each, pinned to a core).
@@ -77,6 +79,24 @@ pub struct Cli {
     /// use it; glommio takes at least 64 KiB).
     #[arg(long)]
     pub io_memory: Option<usize>,
+    /// WebSocket: allowed Origin header values (repeatable). Default: any.
+    /// Requests without Origin (non-browser clients) are always allowed.
+    #[arg(long = "ws-allowed-origin")]
+    pub ws_allowed_origins: Vec<String>,
+    /// WebSocket: proxies whose X-Forwarded-For / X-Real-IP are believed
+    /// (repeatable IP addresses).
+    #[arg(long = "trusted-proxy")]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// WebSocket: seconds a client has to finish the HTTP upgrade.
+    #[arg(long)]
+    pub ws_handshake_timeout: Option<u64>,
+    /// WebSocket: largest message (sum of its frames) in bytes. Default: the
+    /// max packet size.
+    #[arg(long)]
+    pub ws_max_message: Option<usize>,
+    /// WebSocket: do not serve the built-in page on GET /.
+    #[arg(long)]
+    pub no_ws_page: bool,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -92,43 +112,97 @@ struct FileConfig {
     connect_timeout: Option<u64>,
     log_level: Option<String>,
     io_memory: Option<usize>,
+    ws_allowed_origins: Option<Vec<String>>,
+    trusted_proxies: Option<Vec<std::net::IpAddr>>,
+    ws_handshake_timeout: Option<u64>,
+    ws_max_message: Option<usize>,
+    no_ws_page: Option<bool>,
 }
 
-/// Transport of a listener. Later: WebSocket and TLS.
+/// Transport of a listener. Later: TLS (mqtts, wss).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
     Mqtt,
+    /// MQTT over WebSocket (RFC 6455, MQTT-6.0).
+    Ws,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerSpec {
     pub scheme: Scheme,
     pub addr: SocketAddr,
+    /// WebSocket upgrade paths served (empty for mqtt://).
+    pub paths: Vec<String>,
 }
 
 impl ListenerSpec {
     pub fn parse(url: &str) -> Result<ListenerSpec, ConfigError> {
-        let rest = url
-            .strip_prefix("mqtt://")
-            .or_else(|| url.strip_prefix("tcp://"))
-            .ok_or_else(|| ConfigError::BadListener(url.to_string()))?;
-        let rest = rest.trim_end_matches('/');
-        let addr = rest
+        let bad = || ConfigError::BadListener(url.to_string());
+        let (scheme, rest) = if let Some(rest) = url.strip_prefix("mqtt://").or_else(|| url.strip_prefix("tcp://")) {
+            (Scheme::Mqtt, rest)
+        } else if let Some(rest) = url.strip_prefix("ws://") {
+            (Scheme::Ws, rest)
+        } else {
+            return Err(bad());
+        };
+        let (hostport, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        let paths = match scheme {
+            Scheme::Mqtt if path.len() > 1 => return Err(bad()),
+            Scheme::Mqtt => Vec::new(),
+            Scheme::Ws if path.is_empty() || path == "/" => vec!["/mqtt".to_string()],
+            Scheme::Ws => vec![path.to_string()],
+        };
+        let addr = hostport
             .to_socket_addrs()
             .map_err(|_| ConfigError::Unresolvable(url.to_string()))?
             .next()
             .ok_or_else(|| ConfigError::Unresolvable(url.to_string()))?;
-        Ok(ListenerSpec {
-            scheme: Scheme::Mqtt,
-            addr,
-        })
+        Ok(ListenerSpec { scheme, addr, paths })
     }
 
     pub fn url(&self) -> String {
         match self.scheme {
             Scheme::Mqtt => format!("mqtt://{}", self.addr),
+            Scheme::Ws => self
+                .paths
+                .iter()
+                .map(|p| format!("ws://{}{p}", self.addr))
+                .collect::<Vec<_>>()
+                .join(" "),
         }
     }
+}
+
+/// One listener per scheme and address; WebSocket paths given for the same
+/// address are served by one listener.
+fn merge_listeners(specs: Vec<ListenerSpec>) -> Vec<ListenerSpec> {
+    let mut out: Vec<ListenerSpec> = Vec::new();
+    for spec in specs {
+        match out.iter_mut().find(|l| l.scheme == spec.scheme && l.addr == spec.addr) {
+            Some(existing) => {
+                for p in spec.paths {
+                    if !existing.paths.contains(&p) {
+                        existing.paths.push(p);
+                    }
+                }
+            }
+            None => out.push(spec),
+        }
+    }
+    out
+}
+
+/// WebSocket listener settings.
+#[derive(Debug, Clone)]
+pub struct WsConfig {
+    pub allowed_origins: Option<Vec<String>>,
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    pub handshake_timeout: Duration,
+    pub max_message: usize,
+    pub serve_page: bool,
 }
 
 /// The resolved configuration.
@@ -142,6 +216,7 @@ pub struct Config {
     pub connect_timeout: Duration,
     pub log_level: String,
     pub io_memory: usize,
+    pub ws: WsConfig,
 }
 
 impl Config {
@@ -165,15 +240,36 @@ impl Config {
         } else {
             cli.listen
         };
-        let listeners = listen
-            .iter()
-            .map(|l| ListenerSpec::parse(l))
-            .collect::<Result<Vec<_>, _>>()?;
+        let listeners = merge_listeners(
+            listen
+                .iter()
+                .map(|l| ListenerSpec::parse(l))
+                .collect::<Result<Vec<_>, _>>()?,
+        );
+        let max_packet_size = cli.max_packet_size.or(file.max_packet_size).unwrap_or(1 << 20);
+        let origins = if cli.ws_allowed_origins.is_empty() {
+            file.ws_allowed_origins.unwrap_or_default()
+        } else {
+            cli.ws_allowed_origins
+        };
+        let ws = WsConfig {
+            allowed_origins: (!origins.is_empty()).then_some(origins),
+            trusted_proxies: if cli.trusted_proxies.is_empty() {
+                file.trusted_proxies.unwrap_or_default()
+            } else {
+                cli.trusted_proxies
+            },
+            handshake_timeout: Duration::from_secs(
+                cli.ws_handshake_timeout.or(file.ws_handshake_timeout).unwrap_or(10).max(1),
+            ),
+            max_message: cli.ws_max_message.or(file.ws_max_message).unwrap_or(max_packet_size),
+            serve_page: !(cli.no_ws_page || file.no_ws_page.unwrap_or(false)),
+        };
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let config = Config {
             listeners,
             shards: cli.shards.or(file.shards).unwrap_or(cores),
-            max_packet_size: cli.max_packet_size.or(file.max_packet_size).unwrap_or(1 << 20),
+            max_packet_size,
             limits: BrokerLimits {
                 max_inflight: cli.max_inflight.or(file.max_inflight).unwrap_or(defaults.max_inflight),
                 max_queued: cli.max_queued.or(file.max_queued).unwrap_or(defaults.max_queued),
@@ -186,6 +282,7 @@ impl Config {
             connect_timeout: Duration::from_secs(cli.connect_timeout.or(file.connect_timeout).unwrap_or(10)),
             log_level: cli.log_level.or(file.log_level).unwrap_or_else(|| "info".to_string()),
             io_memory: cli.io_memory.or(file.io_memory).unwrap_or(64 << 10),
+            ws,
         };
         config.validate()?;
         Ok(config)
@@ -195,6 +292,14 @@ impl Config {
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
         if self.listeners.is_empty() {
             return bad("at least one --listen is needed");
+        }
+        for (i, l) in self.listeners.iter().enumerate() {
+            if l.addr.port() != 0 && self.listeners[..i].iter().any(|o| o.addr == l.addr) {
+                return Err(ConfigError::Invalid(format!(
+                    "{} is given for two transports; each port serves one",
+                    l.addr
+                )));
+            }
         }
         if self.shards == 0 || self.shards > crate::broker::shard_set::MAX_SHARDS {
             return bad("--shards must be between 1 and 256");
@@ -244,5 +349,14 @@ mod tests {
         assert_eq!(ListenerSpec::parse("mqtt://127.0.0.1:1883").unwrap().addr.port(), 1883);
         assert_eq!(ListenerSpec::parse("mqtt://[::1]:1884").unwrap().url(), "mqtt://[::1]:1884");
         assert!(matches!(ListenerSpec::parse("http://x:1"), Err(ConfigError::BadListener(_))));
+        let ws = ListenerSpec::parse("ws://127.0.0.1:8083").unwrap();
+        assert_eq!((ws.scheme, ws.paths.clone()), (Scheme::Ws, vec!["/mqtt".to_string()]));
+        let merged = merge_listeners(vec![
+            ws,
+            ListenerSpec::parse("ws://127.0.0.1:8083/other").unwrap(),
+            ListenerSpec::parse("mqtt://127.0.0.1:8083").unwrap(),
+        ]);
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0].url(), "ws://127.0.0.1:8083/mqtt ws://127.0.0.1:8083/other");
     }
 }

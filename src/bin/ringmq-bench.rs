@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use bytestring::ByteString;
 use clap::Parser;
 use ringmq::protocol::{
@@ -258,7 +258,6 @@ fn publisher(mut stream: TcpStream, i: usize, args: &Args, qos: QoS, epoch: Inst
             }
         }
     }
-    let _ = Bytes::new();
 }
 
 fn subscriber(mut stream: TcpStream, epoch: Instant, received: Arc<AtomicU64>, stop: Arc<AtomicBool>, latencies: Arc<Mutex<Vec<u64>>>) {
@@ -279,7 +278,7 @@ fn subscriber(mut stream: TcpStream, epoch: Instant, received: Arc<AtomicU64>, s
         while let Ok(Some(p)) = decode(&mut buf, V, 1 << 20) {
             if let Packet::Publish(p) = p {
                 n_local += 1;
-                if n_local % 16 == 0 && p.payload.len() >= 8 {
+                if n_local.is_multiple_of(16) && p.payload.len() >= 8 {
                     let mut ts = [0u8; 8];
                     ts.copy_from_slice(&p.payload[..8]);
                     let now = epoch.elapsed().as_nanos() as u64;

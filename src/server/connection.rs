@@ -11,8 +11,10 @@ use thiserror::Error;
 
 use super::context::ShardCtx;
 use super::io::{self, SharedStream};
+use super::listener::ListenerKind;
 use super::mesh::{Handoff, MeshItem};
-use super::notify::Notify;
+use super::transport::{read_mqtt, Transport, WriteSide};
+use super::ws_upgrade;
 use crate::broker::{home_shard, ConnId};
 use crate::protocol::{self, ConnAck, Connect, DecodeError, Packet, ProtocolVersion};
 
@@ -29,6 +31,12 @@ pub enum ConnectionError {
     Eof,
     #[error("socket: {0}")]
     Io(#[from] std::io::Error),
+    #[error("WebSocket close received (code {0:?})")]
+    WsClosed(Option<u16>),
+    #[error("WebSocket frame: {0}")]
+    WsFrame(#[from] crate::websocket::frame::FrameError),
+    #[error("WebSocket handshake: {0}")]
+    WsHandshake(#[from] crate::websocket::handshake::HandshakeError),
 }
 
 /// Counts an open socket against --max-connections while alive.
@@ -40,8 +48,8 @@ impl Drop for SocketSlot {
     }
 }
 
-/// A socket just accepted by this shard's listener.
-pub async fn accept(ctx: Rc<ShardCtx>, stream: TcpStream) {
+/// A socket just accepted by one of this shard's listeners.
+pub async fn accept(ctx: Rc<ShardCtx>, stream: TcpStream, kind: Rc<ListenerKind>) {
     if ctx.open_sockets.get() >= ctx.max_sockets() {
         tracing::warn!(shard = ctx.id, max = ctx.config.max_connections, "--max-connections reached: refusing a connection");
         return;
@@ -49,31 +57,43 @@ pub async fn accept(ctx: Rc<ShardCtx>, stream: TcpStream) {
     ctx.open_sockets.set(ctx.open_sockets.get() + 1);
     let slot = SocketSlot(ctx.clone());
     let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr().ok();
     let stream: SharedStream = Rc::new(RefCell::new(stream));
+    let mut transport = match &*kind {
+        ListenerKind::Mqtt => Transport::Tcp,
+        ListenerKind::Ws(cfg) => match ws_upgrade::upgrade(&ctx, &stream, cfg, peer).await {
+            Some(t) => t,
+            None => return,
+        },
+    };
+    let write = WriteSide::new(matches!(transport, Transport::Ws(_)));
     let mut buf = BytesMut::with_capacity(512);
     let max = ctx.config.max_packet_size;
     let first = glommio::timer::timeout(ctx.config.connect_timeout, async {
-        Ok(read_connect(&stream, &mut buf, max).await)
+        Ok(read_connect(&stream, &mut transport, &write, &mut buf, max).await)
     })
     .await
     .unwrap_or(Err(ConnectionError::ConnectTimeout));
     let connect = match first {
         Ok(c) => c,
-        Err(ConnectionError::Decode(DecodeError::UnsupportedProtocolLevel(level))) => {
-            // [MQTT-3.1.2-2]: answer 0x01 "unacceptable protocol version".
-            tracing::debug!(shard = ctx.id, level, "unsupported protocol level");
-            let mut out = BytesMut::new();
-            let refusal = ConnAck {
-                session_present: false,
-                code: protocol::reason::connack_v3::UNACCEPTABLE_PROTOCOL_VERSION,
-                properties: None,
-            };
-            protocol::encode(&Packet::ConnAck(refusal), ProtocolVersion::V311, &mut out);
-            let _ = io::write_all(&stream, &out).await;
-            return;
-        }
         Err(e) => {
-            tracing::debug!(shard = ctx.id, error = %e, "closing connection before CONNECT completed");
+            if let ConnectionError::Decode(DecodeError::UnsupportedProtocolLevel(level)) = e {
+                // [MQTT-3.1.2-2]: answer 0x01 "unacceptable protocol version".
+                tracing::debug!(shard = ctx.id, level, "unsupported protocol level");
+                let refusal = ConnAck {
+                    session_present: false,
+                    code: protocol::reason::connack_v3::UNACCEPTABLE_PROTOCOL_VERSION,
+                    properties: None,
+                };
+                let mut out = BytesMut::new();
+                protocol::encode(&Packet::ConnAck(refusal), ProtocolVersion::V311, &mut out);
+                let out = write.frame_output(out, true);
+                let _ = io::write_all(&stream, &out).await;
+            } else {
+                tracing::debug!(shard = ctx.id, ?peer, error = %e, "closing connection before CONNECT completed");
+                let out = write.frame_output(BytesMut::new(), true);
+                let _ = io::write_all(&stream, &out).await;
+            }
             return;
         }
     };
@@ -85,15 +105,25 @@ pub async fn accept(ctx: Rc<ShardCtx>, stream: TcpStream) {
     if home == ctx.id {
         drop(slot);
         ctx.open_sockets.set(ctx.open_sockets.get() + 1);
-        let stream = match Rc::try_unwrap(stream) {
-            Ok(s) => s.into_inner(),
-            Err(_) => return,
+        let Ok(stream) = Rc::try_unwrap(stream) else {
+            return;
         };
-        serve(ctx, stream, buf, connect).await;
+        serve(ctx, stream.into_inner(), transport, buf, connect).await;
         return;
     }
-    // Hand the socket to the client's home shard: dup the fd for it, then
-    // close ours (glommio's stream has no way to give its fd up).
+    hand_off(&ctx, stream, transport, buf, connect, home).await;
+}
+
+/// Hands the socket to the client's home shard: dups the fd for it, then
+/// closes ours (glommio's stream has no way to give its fd up).
+async fn hand_off(
+    ctx: &ShardCtx,
+    stream: SharedStream,
+    transport: Transport,
+    buffered: BytesMut,
+    connect: Box<Connect>,
+    home: usize,
+) {
     let fd = stream.borrow().as_raw_fd();
     // SAFETY: dup of an fd we own; the copy goes to exactly one receiver.
     let dup = unsafe { libc::dup(fd) };
@@ -110,7 +140,8 @@ pub async fn accept(ctx: Rc<ShardCtx>, stream: TcpStream) {
     tracing::trace!(shard = ctx.id, home, "handing connection to its home shard");
     let item = MeshItem::Handoff(Handoff {
         fd: dup,
-        buffered: buf,
+        transport,
+        buffered,
         connect,
     });
     if let Err(e) = mesh.send_to(home, item).await {
@@ -119,14 +150,20 @@ pub async fn accept(ctx: Rc<ShardCtx>, stream: TcpStream) {
 }
 
 /// Reads until a whole first packet is there; it must be a CONNECT.
-async fn read_connect(stream: &SharedStream, buf: &mut BytesMut, max: usize) -> Result<Box<Connect>, ConnectionError> {
+async fn read_connect(
+    stream: &SharedStream,
+    transport: &mut Transport,
+    write: &WriteSide,
+    buf: &mut BytesMut,
+    max: usize,
+) -> Result<Box<Connect>, ConnectionError> {
     loop {
         match protocol::decode(buf, ProtocolVersion::V311, max)? {
             Some(Packet::Connect(c)) => return Ok(c),
             Some(_) => return Err(ConnectionError::NotConnect),
             None => {}
         }
-        if io::read_into(stream, buf).await? == 0 {
+        if read_mqtt(stream, transport, write, buf).await? == 0 {
             return Err(ConnectionError::Eof);
         }
     }
@@ -134,21 +171,21 @@ async fn read_connect(stream: &SharedStream, buf: &mut BytesMut, max: usize) -> 
 
 /// Serves a connection whose CONNECT has been read, on its home shard.
 /// The caller has counted the socket in `open_sockets`.
-pub async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream, buf: BytesMut, connect: Box<Connect>) {
+pub async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream, transport: Transport, buf: BytesMut, connect: Box<Connect>) {
     let _slot = SocketSlot(ctx.clone());
     let version = connect.protocol;
     let stream: SharedStream = Rc::new(RefCell::new(stream));
-    let notify = Rc::new(Notify::default());
+    let write = Rc::new(WriteSide::new(matches!(transport, Transport::Ws(_))));
     let conn = ctx.core.borrow_mut().connect(*connect, ctx.now());
-    ctx.writers.borrow_mut().insert(conn, notify.clone());
-    let writer = glommio::spawn_local(write_loop(ctx.clone(), conn, stream.clone(), notify.clone())).detach();
+    ctx.writers.borrow_mut().insert(conn, write.clone());
+    let writer = glommio::spawn_local(write_loop(ctx.clone(), conn, stream.clone(), write.clone())).detach();
     ctx.wake();
-    if let Err(e) = read_loop(&ctx, conn, &stream, buf, version).await {
+    if let Err(e) = read_loop(&ctx, conn, &stream, transport, &write, buf, version).await {
         tracing::debug!(shard = ctx.id, conn, error = %e, "connection ended");
     }
     ctx.core.borrow_mut().connection_lost(conn);
     ctx.wake();
-    notify.notify();
+    write.notify.notify();
     writer.await;
     ctx.writers.borrow_mut().remove(&conn);
     ctx.core.borrow_mut().release(conn);
@@ -162,6 +199,8 @@ async fn read_loop(
     ctx: &ShardCtx,
     conn: ConnId,
     stream: &SharedStream,
+    mut transport: Transport,
+    write: &WriteSide,
     mut buf: BytesMut,
     version: ProtocolVersion,
 ) -> Result<(), ConnectionError> {
@@ -181,18 +220,19 @@ async fn read_loop(
         while ctx.core.borrow().outgoing_backlog() > MESH_BACKLOG_LIMIT {
             glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
         }
-        if io::read_into(stream, &mut buf).await? == 0 {
+        if read_mqtt(stream, &mut transport, write, &mut buf).await? == 0 {
             return Err(ConnectionError::Eof);
         }
     }
 }
 
-async fn write_loop(ctx: Rc<ShardCtx>, conn: ConnId, stream: SharedStream, notify: Rc<Notify>) {
+async fn write_loop(ctx: Rc<ShardCtx>, conn: ConnId, stream: SharedStream, write: Rc<WriteSide>) {
     loop {
-        notify.wait().await;
+        write.notify.wait().await;
         let Some((out, closing)) = ctx.core.borrow_mut().take_output(conn) else {
             break;
         };
+        let out = write.frame_output(out, closing);
         if !out.is_empty() {
             if let Err(e) = io::write_all(&stream, &out).await {
                 tracing::debug!(shard = ctx.id, conn, error = %e, "write failed");

@@ -10,6 +10,7 @@ use crate::broker::{ConnId, Shard};
 use crate::config::Config;
 
 use super::notify::Notify;
+use super::transport::WriteSide;
 
 pub struct ShardCtx {
     pub id: usize,
@@ -17,7 +18,7 @@ pub struct ShardCtx {
     pub config: Config,
     pub core: RefCell<Shard>,
     /// The writer task of each live connection.
-    pub writers: RefCell<HashMap<ConnId, Rc<Notify>>>,
+    pub writers: RefCell<HashMap<ConnId, Rc<WriteSide>>>,
     /// The mesh sender task for each destination shard.
     pub mesh_senders: Vec<Rc<Notify>>,
     /// Senders to the other shards, once the mesh is joined.
@@ -64,7 +65,7 @@ impl ShardCtx {
         let writers = self.writers.borrow();
         for conn in dirty.drain(..) {
             if let Some(w) = writers.get(&conn) {
-                w.notify();
+                w.notify.notify();
             }
         }
     }

@@ -20,6 +20,8 @@ pub type SharedStream = Rc<RefCell<TcpStream>>;
 
 /// Smallest free space we read into; grows as packets need.
 const READ_CHUNK: usize = 4096;
+/// Most we read in one call (and zero beforehand).
+const READ_MAX: usize = 64 * 1024;
 
 /// Reads what is available into `buf`'s spare capacity; `Ok(0)` at EOF.
 pub async fn read_into(stream: &SharedStream, buf: &mut BytesMut) -> io::Result<usize> {
@@ -29,7 +31,8 @@ pub async fn read_into(stream: &SharedStream, buf: &mut BytesMut) -> io::Result<
     let start = buf.len();
     // Zeroing the spare space keeps this free of unsafe; it is a memset of a
     // few KiB next to a syscall.
-    buf.resize(buf.capacity(), 0);
+    let end = buf.capacity().min(start + READ_MAX);
+    buf.resize(end, 0);
     let result = poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_read(cx, &mut buf[start..])).await;
     let n = *result.as_ref().unwrap_or(&0);
     buf.truncate(start + n);

@@ -9,20 +9,42 @@ use glommio::net::TcpListener;
 
 use super::connection;
 use super::context::ShardCtx;
-use crate::config::ListenerSpec;
+use crate::config::{Config, ListenerSpec, Scheme};
+use crate::websocket::handshake::HandshakeConfig;
+
+/// What a listener speaks.
+pub enum ListenerKind {
+    Mqtt,
+    Ws(HandshakeConfig),
+}
+
+impl ListenerKind {
+    pub fn for_spec(spec: &ListenerSpec, config: &Config) -> ListenerKind {
+        match spec.scheme {
+            Scheme::Mqtt => ListenerKind::Mqtt,
+            Scheme::Ws => ListenerKind::Ws(HandshakeConfig {
+                paths: spec.paths.clone(),
+                allowed_origins: config.ws.allowed_origins.clone(),
+                trusted_proxies: config.ws.trusted_proxies.clone(),
+                max_header_bytes: 8192,
+                serve_page: config.ws.serve_page,
+            }),
+        }
+    }
+}
 
 pub fn bind(spec: &ListenerSpec) -> std::io::Result<TcpListener> {
     TcpListener::bind(spec.addr).map_err(std::io::Error::from)
 }
 
 /// Accepts until the listener is dropped with the shard.
-pub async fn accept_loop(ctx: Rc<ShardCtx>, listener: TcpListener) {
+pub async fn accept_loop(ctx: Rc<ShardCtx>, listener: TcpListener, kind: Rc<ListenerKind>) {
     let mut warned_fd_cap = false;
     loop {
         match listener.accept().await {
             Ok(stream) => {
                 warned_fd_cap = false;
-                glommio::spawn_local(connection::accept(ctx.clone(), stream)).detach();
+                glommio::spawn_local(connection::accept(ctx.clone(), stream, kind.clone())).detach();
             }
             Err(e) => {
                 let err = std::io::Error::from(e);

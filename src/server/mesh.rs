@@ -15,6 +15,7 @@ use glommio::channels::channel_mesh::{Receivers, Senders};
 use glommio::net::TcpStream;
 
 use super::connection;
+use super::transport::Transport;
 use super::context::ShardCtx;
 use crate::broker::ShardMessage;
 use crate::protocol::Connect;
@@ -25,6 +26,8 @@ pub const CHANNEL_CAPACITY: usize = 256;
 /// A connection moved to its client's home shard after its CONNECT.
 pub struct Handoff {
     pub fd: RawFd,
+    /// Read-side transport state (WebSocket decoder and unread frames).
+    pub transport: Transport,
     /// Bytes the client sent after its CONNECT, already read.
     pub buffered: BytesMut,
     pub connect: Box<Connect>,
@@ -76,7 +79,7 @@ pub fn start(ctx: &Rc<ShardCtx>, senders: Senders<MeshItem>, mut receivers: Rece
                         let stream = unsafe { TcpStream::from_raw_fd(h.fd) };
                         let ctx = ctx.clone();
                         ctx.open_sockets.set(ctx.open_sockets.get() + 1);
-                        glommio::spawn_local(connection::serve(ctx, stream, h.buffered, h.connect)).detach();
+                        glommio::spawn_local(connection::serve(ctx, stream, h.transport, h.buffered, h.connect)).detach();
                     }
                 }
             }

@@ -12,6 +12,8 @@ mod mesh;
 mod notify;
 mod preflight;
 mod shard_main;
+mod transport;
+mod ws_upgrade;
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -88,7 +90,10 @@ pub fn run(mut config: Config) -> Result<(), ServerError> {
     let mut ready = 0;
     while ready < shards {
         match events_rx.recv_timeout(START_TIMEOUT) {
-            Ok(ShardEvent::Ready(_)) => ready += 1,
+            Ok(ShardEvent::Ready(id)) => {
+                tracing::debug!(shard = id, "shard listening");
+                ready += 1;
+            }
             Ok(ShardEvent::Failed(why)) => {
                 shutdown.store(true, Ordering::Relaxed);
                 return Err(ServerError::Start(why));

@@ -43,7 +43,7 @@ pub async fn run(
     let mut listeners = Vec::new();
     for spec in &ctx.config.listeners {
         match listener::bind(spec) {
-            Ok(l) => listeners.push(l),
+            Ok(l) => listeners.push((l, Rc::new(listener::ListenerKind::for_spec(spec, &ctx.config)))),
             Err(e) => {
                 let _ = events.send(ShardEvent::Failed(format!("shard {id}: binding {}: {e}", spec.url())));
                 return;
@@ -52,7 +52,7 @@ pub async fn run(
     }
     let accept_tasks: Vec<_> = listeners
         .into_iter()
-        .map(|l| glommio::spawn_local(listener::accept_loop(ctx.clone(), l)))
+        .map(|(l, kind)| glommio::spawn_local(listener::accept_loop(ctx.clone(), l, kind)))
         .collect();
     let ticker = {
         let ctx = ctx.clone();

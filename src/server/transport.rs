@@ -1,0 +1,114 @@
+//! The byte stream under MQTT: plain TCP, or WebSocket frames (MQTT-6.0).
+//!
+//! Reading: `read_mqtt` appends MQTT bytes to the packet buffer, through the
+//! frame decoder for WebSocket (which unmasks straight into that buffer).
+//! Writing: `frame_output` wraps one flush's MQTT bytes in one binary frame
+//! and puts control frames (pong, close) behind it, so a flush is one write.
+
+use std::cell::{Cell, RefCell};
+
+use bytes::BytesMut;
+
+use super::connection::ConnectionError;
+use super::io::{self, SharedStream};
+use super::notify::Notify;
+use crate::websocket::frame::{self, Control, FrameDecoder};
+
+/// Read-side state of a connection's transport. Moves with a hand-off.
+pub enum Transport {
+    Tcp,
+    Ws(Box<WsRead>),
+}
+
+pub struct WsRead {
+    pub decoder: FrameDecoder,
+    /// Raw bytes from the socket not yet through the decoder.
+    pub raw: BytesMut,
+}
+
+/// Write-side state shared by a connection's reader and writer tasks.
+#[derive(Default)]
+pub struct WriteSide {
+    pub notify: Notify,
+    pub ws: bool,
+    /// Control frames the reader wants sent (pong, close).
+    pub control: RefCell<BytesMut>,
+    pub close_sent: Cell<bool>,
+}
+
+impl WriteSide {
+    pub fn new(ws: bool) -> WriteSide {
+        WriteSide {
+            ws,
+            ..Default::default()
+        }
+    }
+
+    /// Queues a close frame (once) and wakes the writer.
+    pub fn queue_close(&self, code: u16) {
+        if self.ws && !self.close_sent.replace(true) {
+            frame::write_close(&mut self.control.borrow_mut(), code, "");
+        }
+        self.notify.notify();
+    }
+
+    /// What to write for one flush of `mqtt` bytes. `closing`: the broker is
+    /// ending the connection, so a WebSocket close frame goes last.
+    pub fn frame_output(&self, mqtt: BytesMut, closing: bool) -> BytesMut {
+        if !self.ws {
+            return mqtt;
+        }
+        let mut out = BytesMut::new();
+        if !mqtt.is_empty() && !self.close_sent.get() {
+            out.reserve(mqtt.len() + 10);
+            frame::write_frame_header(&mut out, frame::OpCode::Binary, true, mqtt.len());
+            out.extend_from_slice(&mqtt);
+        }
+        if closing && !self.close_sent.replace(true) {
+            frame::write_close(&mut self.control.borrow_mut(), 1000, "");
+        }
+        out.extend_from_slice(&self.control.borrow_mut().split());
+        out
+    }
+}
+
+/// Reads until at least one more MQTT byte is in `mqtt`; `Ok(0)` at EOF.
+pub async fn read_mqtt(
+    stream: &SharedStream,
+    transport: &mut Transport,
+    write: &WriteSide,
+    mqtt: &mut BytesMut,
+) -> Result<usize, ConnectionError> {
+    let ws = match transport {
+        Transport::Tcp => return Ok(io::read_into(stream, mqtt).await?),
+        Transport::Ws(ws) => ws,
+    };
+    loop {
+        let before = mqtt.len();
+        loop {
+            match ws.decoder.decode(&mut ws.raw, mqtt) {
+                Ok(None) => break,
+                Ok(Some(Control::Ping(payload))) => {
+                    frame::write_pong(&mut write.control.borrow_mut(), &payload);
+                    write.notify.notify();
+                }
+                Ok(Some(Control::Pong)) => {}
+                Ok(Some(Control::Close { code, .. })) => {
+                    // Answer the close with the same code [RFC 6455 5.5.1].
+                    write.queue_close(code.unwrap_or(1000));
+                    return Err(ConnectionError::WsClosed(code));
+                }
+                Err(e) => {
+                    write.queue_close(e.close_code());
+                    return Err(ConnectionError::WsFrame(e));
+                }
+            }
+        }
+        if mqtt.len() > before {
+            return Ok(mqtt.len() - before);
+        }
+        if io::read_into(stream, &mut ws.raw).await? == 0 {
+            return Ok(0);
+        }
+    }
+}
