@@ -138,7 +138,10 @@ pub struct ListenerSpec {
 impl ListenerSpec {
     pub fn parse(url: &str) -> Result<ListenerSpec, ConfigError> {
         let bad = || ConfigError::BadListener(url.to_string());
-        let (scheme, rest) = if let Some(rest) = url.strip_prefix("mqtt://").or_else(|| url.strip_prefix("tcp://")) {
+        let (scheme, rest) = if let Some(rest) = url
+            .strip_prefix("mqtt://")
+            .or_else(|| url.strip_prefix("tcp://"))
+        {
             (Scheme::Mqtt, rest)
         } else if let Some(rest) = url.strip_prefix("ws://") {
             (Scheme::Ws, rest)
@@ -160,7 +163,11 @@ impl ListenerSpec {
             .map_err(|_| ConfigError::Unresolvable(url.to_string()))?
             .next()
             .ok_or_else(|| ConfigError::Unresolvable(url.to_string()))?;
-        Ok(ListenerSpec { scheme, addr, paths })
+        Ok(ListenerSpec {
+            scheme,
+            addr,
+            paths,
+        })
     }
 
     pub fn url(&self) -> String {
@@ -181,7 +188,10 @@ impl ListenerSpec {
 fn merge_listeners(specs: Vec<ListenerSpec>) -> Vec<ListenerSpec> {
     let mut out: Vec<ListenerSpec> = Vec::new();
     for spec in specs {
-        match out.iter_mut().find(|l| l.scheme == spec.scheme && l.addr == spec.addr) {
+        match out
+            .iter_mut()
+            .find(|l| l.scheme == spec.scheme && l.addr == spec.addr)
+        {
             Some(existing) => {
                 for p in spec.paths {
                     if !existing.paths.contains(&p) {
@@ -236,7 +246,8 @@ impl Config {
         };
         let defaults = BrokerLimits::default();
         let listen = if cli.listen.is_empty() {
-            file.listen.unwrap_or_else(|| vec!["mqtt://127.0.0.1:1883".to_string()])
+            file.listen
+                .unwrap_or_else(|| vec!["mqtt://127.0.0.1:1883".to_string()])
         } else {
             cli.listen
         };
@@ -246,7 +257,10 @@ impl Config {
                 .map(|l| ListenerSpec::parse(l))
                 .collect::<Result<Vec<_>, _>>()?,
         );
-        let max_packet_size = cli.max_packet_size.or(file.max_packet_size).unwrap_or(1 << 20);
+        let max_packet_size = cli
+            .max_packet_size
+            .or(file.max_packet_size)
+            .unwrap_or(1 << 20);
         let origins = if cli.ws_allowed_origins.is_empty() {
             file.ws_allowed_origins.unwrap_or_default()
         } else {
@@ -260,9 +274,15 @@ impl Config {
                 cli.trusted_proxies
             },
             handshake_timeout: Duration::from_secs(
-                cli.ws_handshake_timeout.or(file.ws_handshake_timeout).unwrap_or(10).max(1),
+                cli.ws_handshake_timeout
+                    .or(file.ws_handshake_timeout)
+                    .unwrap_or(10)
+                    .max(1),
             ),
-            max_message: cli.ws_max_message.or(file.ws_max_message).unwrap_or(max_packet_size),
+            max_message: cli
+                .ws_max_message
+                .or(file.ws_max_message)
+                .unwrap_or(max_packet_size),
             serve_page: !(cli.no_ws_page || file.no_ws_page.unwrap_or(false)),
         };
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -271,16 +291,30 @@ impl Config {
             shards: cli.shards.or(file.shards).unwrap_or(cores),
             max_packet_size,
             limits: BrokerLimits {
-                max_inflight: cli.max_inflight.or(file.max_inflight).unwrap_or(defaults.max_inflight),
-                max_queued: cli.max_queued.or(file.max_queued).unwrap_or(defaults.max_queued),
+                max_inflight: cli
+                    .max_inflight
+                    .or(file.max_inflight)
+                    .unwrap_or(defaults.max_inflight),
+                max_queued: cli
+                    .max_queued
+                    .or(file.max_queued)
+                    .unwrap_or(defaults.max_queued),
                 max_outbox_bytes: cli
                     .max_outbox_bytes
                     .or(file.max_outbox_bytes)
                     .unwrap_or(defaults.max_outbox_bytes),
             },
-            max_connections: cli.max_connections.or(file.max_connections).unwrap_or(1_000_000),
-            connect_timeout: Duration::from_secs(cli.connect_timeout.or(file.connect_timeout).unwrap_or(10)),
-            log_level: cli.log_level.or(file.log_level).unwrap_or_else(|| "info".to_string()),
+            max_connections: cli
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(1_000_000),
+            connect_timeout: Duration::from_secs(
+                cli.connect_timeout.or(file.connect_timeout).unwrap_or(10),
+            ),
+            log_level: cli
+                .log_level
+                .or(file.log_level)
+                .unwrap_or_else(|| "info".to_string()),
             io_memory: cli.io_memory.or(file.io_memory).unwrap_or(64 << 10),
             ws,
         };
@@ -326,7 +360,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ringmq-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("ringmq.toml");
-        std::fs::write(&path, "shards = 3\nmax-inflight = 7\nlisten = [\"mqtt://127.0.0.1:0\"]\n").unwrap();
+        std::fs::write(
+            &path,
+            "shards = 3\nmax-inflight = 7\nlisten = [\"mqtt://127.0.0.1:0\"]\n",
+        )
+        .unwrap();
         let cli = Cli {
             config: Some(path.clone()),
             max_inflight: Some(9),
@@ -346,17 +384,35 @@ mod tests {
 
     #[test]
     fn listener_urls() {
-        assert_eq!(ListenerSpec::parse("mqtt://127.0.0.1:1883").unwrap().addr.port(), 1883);
-        assert_eq!(ListenerSpec::parse("mqtt://[::1]:1884").unwrap().url(), "mqtt://[::1]:1884");
-        assert!(matches!(ListenerSpec::parse("http://x:1"), Err(ConfigError::BadListener(_))));
+        assert_eq!(
+            ListenerSpec::parse("mqtt://127.0.0.1:1883")
+                .unwrap()
+                .addr
+                .port(),
+            1883
+        );
+        assert_eq!(
+            ListenerSpec::parse("mqtt://[::1]:1884").unwrap().url(),
+            "mqtt://[::1]:1884"
+        );
+        assert!(matches!(
+            ListenerSpec::parse("http://x:1"),
+            Err(ConfigError::BadListener(_))
+        ));
         let ws = ListenerSpec::parse("ws://127.0.0.1:8083").unwrap();
-        assert_eq!((ws.scheme, ws.paths.clone()), (Scheme::Ws, vec!["/mqtt".to_string()]));
+        assert_eq!(
+            (ws.scheme, ws.paths.clone()),
+            (Scheme::Ws, vec!["/mqtt".to_string()])
+        );
         let merged = merge_listeners(vec![
             ws,
             ListenerSpec::parse("ws://127.0.0.1:8083/other").unwrap(),
             ListenerSpec::parse("mqtt://127.0.0.1:8083").unwrap(),
         ]);
         assert_eq!(merged.len(), 2);
-        assert_eq!(merged[0].url(), "ws://127.0.0.1:8083/mqtt ws://127.0.0.1:8083/other");
+        assert_eq!(
+            merged[0].url(),
+            "ws://127.0.0.1:8083/mqtt ws://127.0.0.1:8083/other"
+        );
     }
 }

@@ -17,8 +17,8 @@ use bytes::BytesMut;
 use bytestring::ByteString;
 use clap::Parser;
 use ringmq::protocol::{
-    decode, encode, encode_publish, Connect, Packet, ProtocolVersion, QoS, Subscribe, SubscriptionOptions,
-    SubscriptionRequest,
+    decode, encode, encode_publish, Connect, Packet, ProtocolVersion, QoS, Subscribe,
+    SubscriptionOptions, SubscriptionRequest,
 };
 
 const V: ProtocolVersion = ProtocolVersion::V311;
@@ -75,20 +75,30 @@ fn main() {
         let stream = connect(&args, &format!("bench-sub-{i}"));
         subscribe(&stream, &format!("bench/{i}"), qos);
         let (received, stop, latencies) = (received.clone(), stop_sub.clone(), latencies.clone());
-        subs.push(std::thread::spawn(move || subscriber(stream, epoch, received, stop, latencies)));
+        subs.push(std::thread::spawn(move || {
+            subscriber(stream, epoch, received, stop, latencies)
+        }));
     }
     let mut pubs = Vec::new();
     for i in 0..args.pairs {
         let stream = connect(&args, &format!("bench-pub-{i}"));
         let (sent, stop, a) = (sent.clone(), stop_pub.clone(), args.clone());
-        pubs.push(std::thread::spawn(move || publisher(stream, i, &a, qos, epoch, sent, stop)));
+        pubs.push(std::thread::spawn(move || {
+            publisher(stream, i, &a, qos, epoch, sent, stop)
+        }));
     }
     let start = Instant::now();
     let mut last = 0;
     while start.elapsed() < Duration::from_secs(args.duration) {
         std::thread::sleep(Duration::from_secs(1));
         let r = received.load(Ordering::Relaxed);
-        eprintln!("[{:>3}s] sent {} received {} (+{}/s)", start.elapsed().as_secs(), sent.load(Ordering::Relaxed), r, r - last);
+        eprintln!(
+            "[{:>3}s] sent {} received {} (+{}/s)",
+            start.elapsed().as_secs(),
+            sent.load(Ordering::Relaxed),
+            r,
+            r - last
+        );
         last = r;
     }
     stop_pub.store(true, Ordering::Relaxed);
@@ -215,7 +225,15 @@ fn read_packet(stream: &mut TcpStream, buf: &mut BytesMut) -> Option<Packet> {
     }
 }
 
-fn publisher(mut stream: TcpStream, i: usize, args: &Args, qos: QoS, epoch: Instant, sent: Arc<AtomicU64>, stop: Arc<AtomicBool>) {
+fn publisher(
+    mut stream: TcpStream,
+    i: usize,
+    args: &Args,
+    qos: QoS,
+    epoch: Instant,
+    sent: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) {
     let topic = format!("bench/{i}");
     let mut payload = vec![0u8; args.payload.max(8)];
     // Acks for QoS 1 are read and discarded by a helper thread; the window
@@ -243,7 +261,11 @@ fn publisher(mut stream: TcpStream, i: usize, args: &Args, qos: QoS, epoch: Inst
         for _ in 0..batch {
             let ts = epoch.elapsed().as_nanos() as u64;
             payload[..8].copy_from_slice(&ts.to_le_bytes());
-            packet_id = if packet_id == u16::MAX { 1 } else { packet_id + 1 };
+            packet_id = if packet_id == u16::MAX {
+                1
+            } else {
+                packet_id + 1
+            };
             let pid = if qos == QoS::AtMostOnce { 0 } else { packet_id };
             encode_publish(&mut out, V, false, qos, false, &topic, pid, &payload, None);
         }
@@ -260,7 +282,13 @@ fn publisher(mut stream: TcpStream, i: usize, args: &Args, qos: QoS, epoch: Inst
     }
 }
 
-fn subscriber(mut stream: TcpStream, epoch: Instant, received: Arc<AtomicU64>, stop: Arc<AtomicBool>, latencies: Arc<Mutex<Vec<u64>>>) {
+fn subscriber(
+    mut stream: TcpStream,
+    epoch: Instant,
+    received: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    latencies: Arc<Mutex<Vec<u64>>>,
+) {
     let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
     let mut buf = BytesMut::with_capacity(1 << 16);
     let mut chunk = vec![0u8; 1 << 16];
@@ -303,5 +331,8 @@ fn subscriber(mut stream: TcpStream, epoch: Instant, received: Arc<AtomicU64>, s
         received.fetch_add(n_local, Ordering::Relaxed);
         n_local = 0;
     }
-    latencies.lock().unwrap_or_else(|e| e.into_inner()).extend(local_lat);
+    latencies
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .extend(local_lat);
 }

@@ -30,7 +30,10 @@ pub enum ShardMessage {
     /// Deliver to the local subscribers that match. A retained publish is
     /// sent to every shard (each keeps a replica of the retained store) with
     /// `retain_stamp` ordering concurrent writes to one topic.
-    Publish { msg: Message, retain_stamp: u64 },
+    Publish {
+        msg: Message,
+        retain_stamp: u64,
+    },
     /// The sender gained its first local subscriber of this filter.
     InterestAdd(ByteString),
     /// The sender lost its last local subscriber of this filter.

@@ -28,7 +28,9 @@ mod tests {
         assert_eq!(home_shard("anything", 1), 0);
         // Golden values: tests in tests/ rely on these being stable.
         assert_eq!(home_shard("a", 2), home_shard("a", 2));
-        let on_zero = (0..100).filter(|i| home_shard(&format!("c{i}"), 2) == 0).count();
+        let on_zero = (0..100)
+            .filter(|i| home_shard(&format!("c{i}"), 2) == 0)
+            .count();
         assert!((30..=70).contains(&on_zero), "poor spread: {on_zero}/100");
     }
 }

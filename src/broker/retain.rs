@@ -39,7 +39,8 @@ impl RetainStore {
         if msg.payload.is_empty() {
             self.messages.remove(&msg.topic);
         } else {
-            self.messages.insert(msg.topic.clone(), (msg.clone(), stamp));
+            self.messages
+                .insert(msg.topic.clone(), (msg.clone(), stamp));
         }
     }
 

@@ -35,7 +35,10 @@ impl<V> Default for Node<V> {
 
 impl<V> Node<V> {
     fn is_empty(&self) -> bool {
-        self.value.is_none() && self.hash.is_none() && self.plus.is_none() && self.children.is_empty()
+        self.value.is_none()
+            && self.hash.is_none()
+            && self.plus.is_none()
+            && self.children.is_empty()
     }
 }
 
@@ -136,7 +139,11 @@ impl<V> TopicTrie<V> {
     }
 }
 
-fn remove_at<V>(node: &mut Node<V>, levels: &[&str], should_remove: impl FnOnce(&mut V) -> bool) -> bool {
+fn remove_at<V>(
+    node: &mut Node<V>,
+    levels: &[&str],
+    should_remove: impl FnOnce(&mut V) -> bool,
+) -> bool {
     let Some((&level, rest)) = levels.split_first() else {
         return take_if(&mut node.value, should_remove);
     };
@@ -217,7 +224,10 @@ mod tests {
 
     #[test]
     fn exact_and_single_level() {
-        assert_eq!(matches(&["a/b", "a/+", "+/b", "a/c"], "a/b"), ["+/b", "a/+", "a/b"]);
+        assert_eq!(
+            matches(&["a/b", "a/+", "+/b", "a/c"], "a/b"),
+            ["+/b", "a/+", "a/b"]
+        );
         assert_eq!(matches(&["a/+"], "a/b/c"), Vec::<String>::new());
         assert_eq!(matches(&["+/+"], "/x"), ["+/+"]);
         assert_eq!(matches(&["+"], "/x"), Vec::<String>::new());
@@ -229,13 +239,22 @@ mod tests {
         assert_eq!(matches(&["sport/#"], "sport/tennis/player1"), ["sport/#"]);
         assert_eq!(matches(&["sport/#"], "sports"), Vec::<String>::new());
         assert_eq!(matches(&["#"], "a/b/c"), ["#"]);
-        assert_eq!(matches(&["sport/tennis/+/#"], "sport/tennis/p1"), ["sport/tennis/+/#"]);
+        assert_eq!(
+            matches(&["sport/tennis/+/#"], "sport/tennis/p1"),
+            ["sport/tennis/+/#"]
+        );
     }
 
     #[test]
     fn mqtt_4_7_2_1_dollar_topics_not_matched_by_leading_wildcards() {
-        assert_eq!(matches(&["#", "+/monitor/Clients"], "$SYS/monitor/Clients"), Vec::<String>::new());
-        assert_eq!(matches(&["$SYS/#", "$SYS/monitor/+"], "$SYS/monitor/Clients"), ["$SYS/#", "$SYS/monitor/+"]);
+        assert_eq!(
+            matches(&["#", "+/monitor/Clients"], "$SYS/monitor/Clients"),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            matches(&["$SYS/#", "$SYS/monitor/+"], "$SYS/monitor/Clients"),
+            ["$SYS/#", "$SYS/monitor/+"]
+        );
     }
 
     #[test]

@@ -44,14 +44,20 @@ struct SocketSlot(Rc<ShardCtx>);
 
 impl Drop for SocketSlot {
     fn drop(&mut self) {
-        self.0.open_sockets.set(self.0.open_sockets.get().saturating_sub(1));
+        self.0
+            .open_sockets
+            .set(self.0.open_sockets.get().saturating_sub(1));
     }
 }
 
 /// A socket just accepted by one of this shard's listeners.
 pub async fn accept(ctx: Rc<ShardCtx>, stream: TcpStream, kind: Rc<ListenerKind>) {
     if ctx.open_sockets.get() >= ctx.max_sockets() {
-        tracing::warn!(shard = ctx.id, max = ctx.config.max_connections, "--max-connections reached: refusing a connection");
+        tracing::warn!(
+            shard = ctx.id,
+            max = ctx.config.max_connections,
+            "--max-connections reached: refusing a connection"
+        );
         return;
     }
     ctx.open_sockets.set(ctx.open_sockets.get() + 1);
@@ -171,14 +177,21 @@ async fn read_connect(
 
 /// Serves a connection whose CONNECT has been read, on its home shard.
 /// The caller has counted the socket in `open_sockets`.
-pub async fn serve(ctx: Rc<ShardCtx>, stream: TcpStream, transport: Transport, buf: BytesMut, connect: Box<Connect>) {
+pub async fn serve(
+    ctx: Rc<ShardCtx>,
+    stream: TcpStream,
+    transport: Transport,
+    buf: BytesMut,
+    connect: Box<Connect>,
+) {
     let _slot = SocketSlot(ctx.clone());
     let version = connect.protocol;
     let stream: SharedStream = Rc::new(RefCell::new(stream));
     let write = Rc::new(WriteSide::new(matches!(transport, Transport::Ws(_))));
     let conn = ctx.core.borrow_mut().connect(*connect, ctx.now());
     ctx.writers.borrow_mut().insert(conn, write.clone());
-    let writer = glommio::spawn_local(write_loop(ctx.clone(), conn, stream.clone(), write.clone())).detach();
+    let writer =
+        glommio::spawn_local(write_loop(ctx.clone(), conn, stream.clone(), write.clone())).detach();
     ctx.wake();
     if let Err(e) = read_loop(&ctx, conn, &stream, transport, &write, buf, version).await {
         tracing::debug!(shard = ctx.id, conn, error = %e, "connection ended");

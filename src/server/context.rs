@@ -22,7 +22,8 @@ pub struct ShardCtx {
     /// The mesh sender task for each destination shard.
     pub mesh_senders: Vec<Rc<Notify>>,
     /// Senders to the other shards, once the mesh is joined.
-    pub mesh: std::cell::OnceCell<Rc<glommio::channels::channel_mesh::Senders<super::mesh::MeshItem>>>,
+    pub mesh:
+        std::cell::OnceCell<Rc<glommio::channels::channel_mesh::Senders<super::mesh::MeshItem>>>,
     /// Sockets open on this shard (for --max-connections).
     pub open_sockets: std::cell::Cell<usize>,
     started: Instant,

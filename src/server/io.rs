@@ -33,7 +33,8 @@ pub async fn read_into(stream: &SharedStream, buf: &mut BytesMut) -> io::Result<
     // few KiB next to a syscall.
     let end = buf.capacity().min(start + READ_MAX);
     buf.resize(end, 0);
-    let result = poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_read(cx, &mut buf[start..])).await;
+    let result =
+        poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_read(cx, &mut buf[start..])).await;
     let n = *result.as_ref().unwrap_or(&0);
     buf.truncate(start + n);
     result
@@ -43,7 +44,8 @@ pub async fn read_into(stream: &SharedStream, buf: &mut BytesMut) -> io::Result<
 pub async fn write_all(stream: &SharedStream, data: &[u8]) -> io::Result<()> {
     let mut off = 0;
     while off < data.len() {
-        let n = poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_write(cx, &data[off..])).await?;
+        let n =
+            poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_write(cx, &data[off..])).await?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }

@@ -44,7 +44,8 @@ pub async fn accept_loop(ctx: Rc<ShardCtx>, listener: TcpListener, kind: Rc<List
         match listener.accept().await {
             Ok(stream) => {
                 warned_fd_cap = false;
-                glommio::spawn_local(connection::accept(ctx.clone(), stream, kind.clone())).detach();
+                glommio::spawn_local(connection::accept(ctx.clone(), stream, kind.clone()))
+                    .detach();
             }
             Err(e) => {
                 let err = std::io::Error::from(e);

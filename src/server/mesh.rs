@@ -15,8 +15,8 @@ use glommio::channels::channel_mesh::{Receivers, Senders};
 use glommio::net::TcpStream;
 
 use super::connection;
-use super::transport::Transport;
 use super::context::ShardCtx;
+use super::transport::Transport;
 use crate::broker::ShardMessage;
 use crate::protocol::Connect;
 
@@ -39,7 +39,11 @@ pub enum MeshItem {
 }
 
 /// Starts the sender and receiver tasks of this shard.
-pub fn start(ctx: &Rc<ShardCtx>, senders: Senders<MeshItem>, mut receivers: Receivers<MeshItem>) -> Rc<Senders<MeshItem>> {
+pub fn start(
+    ctx: &Rc<ShardCtx>,
+    senders: Senders<MeshItem>,
+    mut receivers: Receivers<MeshItem>,
+) -> Rc<Senders<MeshItem>> {
     let senders = Rc::new(senders);
     for dst in 0..ctx.shards {
         if dst == ctx.id {
@@ -79,7 +83,14 @@ pub fn start(ctx: &Rc<ShardCtx>, senders: Senders<MeshItem>, mut receivers: Rece
                         let stream = unsafe { TcpStream::from_raw_fd(h.fd) };
                         let ctx = ctx.clone();
                         ctx.open_sockets.set(ctx.open_sockets.get() + 1);
-                        glommio::spawn_local(connection::serve(ctx, stream, h.transport, h.buffered, h.connect)).detach();
+                        glommio::spawn_local(connection::serve(
+                            ctx,
+                            stream,
+                            h.transport,
+                            h.buffered,
+                            h.connect,
+                        ))
+                        .detach();
                     }
                 }
             }

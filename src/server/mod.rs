@@ -116,7 +116,8 @@ pub fn run(mut config: Config) -> Result<(), ServerError> {
         let _ = out.flush();
     }
 
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(ServerError::Signals)?;
+    let mut signals =
+        signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(ServerError::Signals)?;
     if let Some(sig) = signals.forever().next() {
         tracing::info!(signal = sig, "shutting down");
     }
@@ -126,9 +127,15 @@ pub fn run(mut config: Config) -> Result<(), ServerError> {
     Ok(())
 }
 
-fn reserve_port(addr: std::net::SocketAddr) -> std::io::Result<(socket2::Socket, std::net::SocketAddr)> {
+fn reserve_port(
+    addr: std::net::SocketAddr,
+) -> std::io::Result<(socket2::Socket, std::net::SocketAddr)> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let domain = if addr.is_ipv6() { Domain::IPV6 } else { Domain::IPV4 };
+    let domain = if addr.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
     let sock = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
     sock.set_reuse_port(true)?;
     sock.bind(&addr.into())?;

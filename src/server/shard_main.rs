@@ -43,9 +43,15 @@ pub async fn run(
     let mut listeners = Vec::new();
     for spec in &ctx.config.listeners {
         match listener::bind(spec) {
-            Ok(l) => listeners.push((l, Rc::new(listener::ListenerKind::for_spec(spec, &ctx.config)))),
+            Ok(l) => listeners.push((
+                l,
+                Rc::new(listener::ListenerKind::for_spec(spec, &ctx.config)),
+            )),
             Err(e) => {
-                let _ = events.send(ShardEvent::Failed(format!("shard {id}: binding {}: {e}", spec.url())));
+                let _ = events.send(ShardEvent::Failed(format!(
+                    "shard {id}: binding {}: {e}",
+                    spec.url()
+                )));
                 return;
             }
         }

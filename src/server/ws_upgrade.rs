@@ -23,7 +23,9 @@ pub async fn upgrade(
     cfg: &HandshakeConfig,
     peer: Option<SocketAddr>,
 ) -> Option<Transport> {
-    let peer_ip = peer.map(|p| p.ip()).unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+    let peer_ip = peer
+        .map(|p| p.ip())
+        .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
     let mut raw = BytesMut::with_capacity(1024);
     let result = glommio::timer::timeout(ctx.config.ws.handshake_timeout, async {
         loop {
@@ -42,7 +44,11 @@ pub async fn upgrade(
         Ok(Some(outcome)) => outcome,
         Ok(None) => return None,
         Err(_) => {
-            tracing::debug!(shard = ctx.id, ?peer, "no WebSocket upgrade within the handshake timeout");
+            tracing::debug!(
+                shard = ctx.id,
+                ?peer,
+                "no WebSocket upgrade within the handshake timeout"
+            );
             return None;
         }
     };

@@ -761,4 +761,35 @@ mod tests {
             "203.0.113.9".parse::<IpAddr>().unwrap()
         );
     }
+    /// Mutated requests, truncated anywhere: never a panic, and `consumed`
+    /// always within the input.
+    #[test]
+    fn mutated_requests_never_panic() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let alphabet = b"\r\n :,/?GETHTP1.0-_=+\x00\xff";
+        for round in 0..3000 {
+            let mut data = if round % 2 == 0 { CHROMIUM } else { MQTTJS }
+                .as_bytes()
+                .to_vec();
+            for _ in 0..next() % 6 {
+                let i = next() as usize % data.len();
+                data[i] = alphabet[next() as usize % alphabet.len()];
+            }
+            let len = next() as usize % (data.len() + 1);
+            let data = &data[..len];
+            match handshake(data, &cfg(), PEER) {
+                HandshakeResult::Upgrade { consumed, .. } | HandshakeResult::Page { consumed } => {
+                    assert!(consumed <= data.len())
+                }
+                HandshakeResult::Reject { response, .. } => assert!(!response.is_empty()),
+                HandshakeResult::Incomplete => {}
+            }
+        }
+    }
 }

@@ -97,7 +97,9 @@ impl Shard {
             return;
         };
         let conn_id = session.conn;
-        let conn = conn_id.and_then(|c| self.conns.get_mut(&c)).filter(|c| !c.closing);
+        let conn = conn_id
+            .and_then(|c| self.conns.get_mut(&c))
+            .filter(|c| !c.closing);
         if qos == QoS::AtMostOnce {
             match conn {
                 Some(conn) if conn.outbox.len() < max_outbox => {
@@ -261,7 +263,8 @@ impl Shard {
         self.write(conn_id, suback);
         for (filter, opts) in retained {
             let mut found = Vec::new();
-            self.retain.for_each_match(&filter, |m| found.push(m.clone()));
+            self.retain
+                .for_each_match(&filter, |m| found.push(m.clone()));
             for m in found {
                 let qos = m.qos.min(opts.qos);
                 self.deliver(sid, &Rc::new(m), qos, true);

@@ -19,7 +19,12 @@ impl Shard {
     /// Handles one packet from a connected client. On a protocol violation
     /// the connection is already closed (will published) when this returns
     /// the error, which the caller only logs.
-    pub fn handle_packet(&mut self, conn_id: ConnId, packet: Packet, now: u64) -> Result<(), ProtocolViolation> {
+    pub fn handle_packet(
+        &mut self,
+        conn_id: ConnId,
+        packet: Packet,
+        now: u64,
+    ) -> Result<(), ProtocolViolation> {
         let Some(conn) = self.conns.get_mut(&conn_id) else {
             return Ok(());
         };
@@ -105,7 +110,11 @@ impl Shard {
             return Err(ProtocolViolation::EmptyTopic);
         }
         self.stats.publishes_received += 1;
-        let sid = self.conns.get(&conn_id).map(|c: &Conn| c.session).unwrap_or(0);
+        let sid = self
+            .conns
+            .get(&conn_id)
+            .map(|c: &Conn| c.session)
+            .unwrap_or(0);
         let (qos, packet_id) = (p.qos, p.packet_id);
         let msg = Message {
             topic: p.topic,
@@ -199,7 +208,11 @@ impl Shard {
         let mut new_interest = false;
         for req in sub.filters {
             if !valid_topic_filter(&req.filter) {
-                codes.push(if v5 { SUBACK_INVALID_FILTER_V5 } else { SUBACK_FAILURE });
+                codes.push(if v5 {
+                    SUBACK_INVALID_FILTER_V5
+                } else {
+                    SUBACK_FAILURE
+                });
                 continue;
             }
             let existed = self.add_subscription(sid, &req.filter, req.options, &mut new_interest);

@@ -6,7 +6,11 @@ use crate::broker::message::ShardMessage;
 impl Shard {
     /// Applies a batch that shard `from` sent, in order. Never waits on
     /// anything: replies are queued like any other outgoing message.
-    pub fn handle_shard_messages(&mut self, from: usize, batch: impl IntoIterator<Item = ShardMessage>) {
+    pub fn handle_shard_messages(
+        &mut self,
+        from: usize,
+        batch: impl IntoIterator<Item = ShardMessage>,
+    ) {
         for msg in batch {
             match msg {
                 ShardMessage::Publish { msg, retain_stamp } => {

@@ -27,7 +27,8 @@ use super::retain::RetainStore;
 use super::session::{ConnId, Session, SessionId};
 use super::topic_trie::TopicTrie;
 use crate::protocol::{
-    encode, valid_topic_name, ConnAck, Connect, Packet, ProtocolVersion, QoS, SubscriptionOptions, Will,
+    encode, valid_topic_name, ConnAck, Connect, Packet, ProtocolVersion, QoS, SubscriptionOptions,
+    Will,
 };
 
 /// Per-session and per-connection bounds (from the configuration).
@@ -177,7 +178,11 @@ impl Shard {
         };
         let refusal = if client_id.is_empty() && !clean_start && !protocol.is_v5() {
             Some(ConnackRefusal::IdentifierRejected)
-        } else if conn.will.as_ref().is_some_and(|w| !valid_topic_name(&w.topic)) {
+        } else if conn
+            .will
+            .as_ref()
+            .is_some_and(|w| !valid_topic_name(&w.topic))
+        {
             Some(ConnackRefusal::InvalidWill)
         } else {
             None
@@ -189,15 +194,15 @@ impl Shard {
             // protocol violation, answered by closing the connection.
             let answer = protocol.is_v5() || !matches!(refusal, ConnackRefusal::InvalidWill);
             if answer {
-            encode(
-                &Packet::ConnAck(ConnAck {
-                    session_present: false,
-                    code,
-                    properties: None,
-                }),
-                protocol,
-                &mut conn.outbox,
-            );
+                encode(
+                    &Packet::ConnAck(ConnAck {
+                        session_present: false,
+                        code,
+                        properties: None,
+                    }),
+                    protocol,
+                    &mut conn.outbox,
+                );
             }
             conn.closing = true;
             conn.will = None;
@@ -221,7 +226,9 @@ impl Shard {
             }
         }
         let resumed = match existing {
-            Some(sid) if !clean_start && self.sessions.get(&sid).is_some_and(|s| s.persistent) => Some(sid),
+            Some(sid) if !clean_start && self.sessions.get(&sid).is_some_and(|s| s.persistent) => {
+                Some(sid)
+            }
             Some(sid) => {
                 self.discard_session(sid);
                 None
@@ -279,7 +286,11 @@ impl Shard {
         let expired: Vec<ConnId> = self
             .conns
             .iter()
-            .filter(|(_, c)| !c.closing && c.keep_alive_ms > 0 && now.saturating_sub(c.last_seen) > c.keep_alive_ms)
+            .filter(|(_, c)| {
+                !c.closing
+                    && c.keep_alive_ms > 0
+                    && now.saturating_sub(c.last_seen) > c.keep_alive_ms
+            })
             .map(|(id, _)| *id)
             .collect();
         for conn in expired {
@@ -417,7 +428,8 @@ impl Shard {
         loop {
             self.generated_ids += 1;
             let id = format!("ringmq-{}-{}", self.id, self.generated_ids);
-            if home_shard(&id, self.shards) == self.id && !self.by_client.contains_key(id.as_str()) {
+            if home_shard(&id, self.shards) == self.id && !self.by_client.contains_key(id.as_str())
+            {
                 return ByteString::from(id);
             }
         }

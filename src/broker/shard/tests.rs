@@ -26,7 +26,10 @@ struct Client {
 
 /// A client id whose home is `shard` among `n`.
 fn id_on(shard: usize, n: usize, tag: &str) -> String {
-    (0..).map(|i| format!("{tag}-{i}")).find(|id| home_shard(id, n) == shard).unwrap()
+    (0..)
+        .map(|i| format!("{tag}-{i}"))
+        .find(|id| home_shard(id, n) == shard)
+        .unwrap()
 }
 
 fn opts(qos: QoS) -> SubscriptionOptions {
@@ -68,8 +71,18 @@ impl Sim {
         }
     }
 
-    fn connect_with(&mut self, client_id: &str, clean: bool, keep_alive: u16, will: Option<Will>) -> (Client, Vec<Packet>) {
-        let shard = if client_id.is_empty() { 0 } else { home_shard(client_id, self.shards.len()) };
+    fn connect_with(
+        &mut self,
+        client_id: &str,
+        clean: bool,
+        keep_alive: u16,
+        will: Option<Will>,
+    ) -> (Client, Vec<Packet>) {
+        let shard = if client_id.is_empty() {
+            0
+        } else {
+            home_shard(client_id, self.shards.len())
+        };
         let conn = self.shards[shard].connect(
             Connect {
                 protocol: V,
@@ -90,7 +103,10 @@ impl Sim {
 
     fn connect(&mut self, client_id: &str, clean: bool) -> Client {
         let (c, out) = self.connect_with(client_id, clean, 0, None);
-        assert!(matches!(out[0], Packet::ConnAck(ref a) if a.code == 0), "{out:?}");
+        assert!(
+            matches!(out[0], Packet::ConnAck(ref a) if a.code == 0),
+            "{out:?}"
+        );
         c
     }
 
@@ -127,7 +143,15 @@ impl Sim {
         );
     }
 
-    fn publish(&mut self, c: Client, topic: &str, payload: &'static [u8], qos: QoS, retain: bool, packet_id: u16) {
+    fn publish(
+        &mut self,
+        c: Client,
+        topic: &str,
+        payload: &'static [u8],
+        qos: QoS,
+        retain: bool,
+        packet_id: u16,
+    ) {
         self.send(
             c,
             Packet::Publish(Publish {
@@ -147,7 +171,13 @@ fn publishes(packets: &[Packet]) -> Vec<(String, Bytes, QoS, bool, bool)> {
     packets
         .iter()
         .filter_map(|p| match p {
-            Packet::Publish(p) => Some((p.topic.to_string(), p.payload.clone(), p.qos, p.retain, p.dup)),
+            Packet::Publish(p) => Some((
+                p.topic.to_string(),
+                p.payload.clone(),
+                p.qos,
+                p.retain,
+                p.dup,
+            )),
             _ => None,
         })
         .collect()
@@ -159,12 +189,24 @@ fn suback_waits_for_every_shard_then_cross_shard_delivery() {
     let sub = sim.connect(&id_on(0, 3, "sub"), true);
     let publ = sim.connect(&id_on(2, 3, "pub"), true);
     sim.subscribe(sub, "a/+", QoS::AtMostOnce);
-    assert!(sim.recv(sub).is_empty(), "SUBACK before the other shards applied the interest");
+    assert!(
+        sim.recv(sub).is_empty(),
+        "SUBACK before the other shards applied the interest"
+    );
     sim.settle();
     assert!(matches!(sim.recv(sub)[..], [Packet::SubAck(ref s)] if s.codes == [0]));
     sim.publish(publ, "a/b", b"hi", QoS::AtMostOnce, false, 0);
     sim.settle();
-    assert_eq!(publishes(&sim.recv(sub)), [("a/b".into(), Bytes::from_static(b"hi"), QoS::AtMostOnce, false, false)]);
+    assert_eq!(
+        publishes(&sim.recv(sub)),
+        [(
+            "a/b".into(),
+            Bytes::from_static(b"hi"),
+            QoS::AtMostOnce,
+            false,
+            false
+        )]
+    );
     // Not sent to a shard without interest.
     sim.publish(publ, "x/y", b"no", QoS::AtMostOnce, false, 0);
     assert_eq!(sim.shards[2].outgoing_backlog(), 0);
@@ -196,7 +238,14 @@ fn mqtt_4_3_3_inbound_qos2_is_delivered_once() {
     sim.publish(publ, "t", b"1", QoS::ExactlyOnce, false, 5); // retransmission
     assert_eq!(sim.recv(publ).len(), 2, "PUBREC both times");
     assert_eq!(publishes(&sim.recv(sub)).len(), 1);
-    sim.send(publ, Packet::PubRel(Ack { packet_id: 5, reason: 0, properties: None }));
+    sim.send(
+        publ,
+        Packet::PubRel(Ack {
+            packet_id: 5,
+            reason: 0,
+            properties: None,
+        }),
+    );
     assert!(matches!(sim.recv(publ)[..], [Packet::PubComp(ref a)] if a.packet_id == 5));
     // After PUBREL the id is free again: a new message with it is new.
     sim.publish(publ, "t", b"2", QoS::ExactlyOnce, false, 5);
@@ -221,8 +270,14 @@ fn retained_set_replace_clear_across_shards() {
     let mut pubs = publishes(&got);
     pubs.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(pubs.len(), 2);
-    assert_eq!((pubs[0].0.as_str(), &pubs[0].1[..], pubs[0].2, pubs[0].3), ("r/1", &b"new"[..], QoS::AtMostOnce, true));
-    assert_eq!((pubs[1].0.as_str(), &pubs[1].1[..], pubs[1].2, pubs[1].3), ("r/2", &b"two"[..], QoS::AtLeastOnce, true));
+    assert_eq!(
+        (pubs[0].0.as_str(), &pubs[0].1[..], pubs[0].2, pubs[0].3),
+        ("r/1", &b"new"[..], QoS::AtMostOnce, true)
+    );
+    assert_eq!(
+        (pubs[1].0.as_str(), &pubs[1].1[..], pubs[1].2, pubs[1].3),
+        ("r/2", &b"two"[..], QoS::AtLeastOnce, true)
+    );
 }
 
 #[test]
@@ -247,8 +302,16 @@ fn persistent_session_queues_offline_and_redelivers_with_dup() {
     assert!(matches!(out[0], Packet::ConnAck(ref a) if a.session_present && a.code == 0));
     let pubs = publishes(&out);
     assert_eq!(pubs.len(), 2, "{out:?}");
-    assert_eq!((&pubs[0].1[..], pubs[0].4), (&b"1"[..], true), "unacked one again, DUP set");
-    assert_eq!((&pubs[1].1[..], pubs[1].4), (&b"2"[..], false), "queued one, QoS 0 not queued");
+    assert_eq!(
+        (&pubs[0].1[..], pubs[0].4),
+        (&b"1"[..], true),
+        "unacked one again, DUP set"
+    );
+    assert_eq!(
+        (&pubs[1].1[..], pubs[1].4),
+        (&b"2"[..], false),
+        "queued one, QoS 0 not queued"
+    );
     let _ = sub2;
 }
 
@@ -257,7 +320,13 @@ fn clean_session_discards_and_session_present_is_false() {
     let mut sim = Sim::new(1);
     let c = sim.connect("c", false);
     sim.subscribe(c, "t", QoS::AtLeastOnce);
-    sim.send(c, Packet::Disconnect(Disconnect { reason: 0, properties: None }));
+    sim.send(
+        c,
+        Packet::Disconnect(Disconnect {
+            reason: 0,
+            properties: None,
+        }),
+    );
     let (_, out) = sim.connect_with("c", true, 0, None);
     assert!(matches!(out[0], Packet::ConnAck(ref a) if !a.session_present));
     assert_eq!(sim.shards[0].subs.len(), 0, "old subscriptions gone");
@@ -283,7 +352,13 @@ fn will_on_abnormal_close_and_keepalive_but_not_after_disconnect() {
     let (b, _) = sim.connect_with(&id_on(1, 2, "b"), true, 10, will("will/b"));
     let (c, _) = sim.connect_with(&id_on(1, 2, "c"), true, 0, will("will/c"));
     sim.shards[1].connection_lost(a.conn);
-    sim.send(c, Packet::Disconnect(Disconnect { reason: 0, properties: None }));
+    sim.send(
+        c,
+        Packet::Disconnect(Disconnect {
+            reason: 0,
+            properties: None,
+        }),
+    );
     sim.shards[1].connection_lost(c.conn);
     sim.now = 14_000;
     sim.shards[1].tick(sim.now);
@@ -291,7 +366,10 @@ fn will_on_abnormal_close_and_keepalive_but_not_after_disconnect() {
     sim.now = 15_001; // 1.5 x 10 s
     sim.shards[1].tick(sim.now);
     sim.settle();
-    let topics: Vec<String> = publishes(&sim.recv(watcher)).into_iter().map(|p| p.0).collect();
+    let topics: Vec<String> = publishes(&sim.recv(watcher))
+        .into_iter()
+        .map(|p| p.0)
+        .collect();
     assert_eq!(topics, ["will/a", "will/b"]);
 }
 
@@ -321,10 +399,26 @@ fn inflight_window_and_bounded_queue() {
     }
     let first = sim.recv(sub);
     assert_eq!(publishes(&first).len(), 2, "window of 2");
-    assert_eq!(sim.shards[0].stats.dropped_queue_full, 1, "one queued, one dropped and counted");
-    let Packet::Publish(p) = &first[0] else { panic!() };
-    sim.send(sub, Packet::PubAck(Ack { packet_id: p.packet_id, reason: 0, properties: None }));
-    assert_eq!(publishes(&sim.recv(sub)).len(), 1, "queued one moves into the window");
+    assert_eq!(
+        sim.shards[0].stats.dropped_queue_full, 1,
+        "one queued, one dropped and counted"
+    );
+    let Packet::Publish(p) = &first[0] else {
+        panic!()
+    };
+    sim.send(
+        sub,
+        Packet::PubAck(Ack {
+            packet_id: p.packet_id,
+            reason: 0,
+            properties: None,
+        }),
+    );
+    assert_eq!(
+        publishes(&sim.recv(sub)).len(),
+        1,
+        "queued one moves into the window"
+    );
 }
 
 #[test]

@@ -1,0 +1,794 @@
+//! Shared harness for the end-to-end tests: a guard that runs the real
+//! `ringmq` binary, rumqttc clients driven by a background task, and raw
+//! TCP clients for the byte-level cases.
+//!
+//! Every wait has a timeout so that no test can hang.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use bytestring::ByteString;
+use ringmq::broker::home_shard;
+use ringmq::protocol::{
+    self, Ack, Connect, Packet, ProtocolVersion, Publish, QoS, Subscribe, SubscriptionOptions,
+    SubscriptionRequest, Will,
+};
+
+pub const SHARDS: usize = 2;
+/// Generous default for "this must arrive".
+pub const RECV_TIMEOUT: Duration = Duration::from_secs(5);
+
+// ---------------------------------------------------------------------------
+// Broker process guard
+// ---------------------------------------------------------------------------
+
+static BROKER_SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// A running `ringmq` process. SIGTERM (then SIGKILL after 5 s) on drop;
+/// when the test is panicking, the tail of the broker's stderr is printed.
+pub struct Broker {
+    child: Option<Child>,
+    port: u16,
+    stderr_path: PathBuf,
+}
+
+impl Broker {
+    /// Starts `ringmq --listen mqtt://127.0.0.1:0 --shards 2 --log-level debug`.
+    pub fn start() -> Broker {
+        Broker::start_with(&[])
+    }
+
+    /// Same, with extra command-line arguments.
+    pub fn start_with(extra: &[&str]) -> Broker {
+        let seq = BROKER_SEQ.fetch_add(1, Ordering::SeqCst);
+        let stderr_path = std::env::temp_dir().join(format!(
+            "ringmq-e2e-{}-{}-{}.log",
+            std::process::id(),
+            seq,
+            std::thread::current()
+                .name()
+                .unwrap_or("t")
+                .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+        ));
+        let stderr_file = File::create(&stderr_path).expect("create broker stderr log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ringmq"))
+            .args([
+                "--listen",
+                "mqtt://127.0.0.1:0",
+                "--shards",
+                "2",
+                "--log-level",
+                "debug",
+            ])
+            .args(extra)
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr_file))
+            .spawn()
+            .expect("spawn ringmq");
+
+        // Read stdout on a thread (and keep draining it afterwards).
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            let reader = BufReader::new(stdout);
+            for line in reader.lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut seen = Vec::new();
+        let port = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(rest) = line.strip_prefix("ready ") {
+                        let port = parse_ready(rest).unwrap_or_else(|| {
+                            panic!("unparsable ready line {line:?}");
+                        });
+                        break port;
+                    }
+                    seen.push(line);
+                }
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+                    panic!(
+                        "ringmq did not print its ready line within 20 s ({e:?}).\n\
+                         stdout so far: {seen:?}\n--- stderr ---\n{stderr}"
+                    );
+                }
+            }
+        };
+        Broker {
+            child: Some(child),
+            port,
+            stderr_path,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The broker's stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Sends SIGTERM and waits up to `timeout`; `None` if it had to be killed.
+    pub fn stop(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+fn parse_ready(rest: &str) -> Option<u16> {
+    // "mqtt://127.0.0.1:PORT shards=2"
+    let url = rest.split_whitespace().next()?;
+    url.rsplit(':').next()?.parse().ok()
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let status = self.stop(Duration::from_secs(5));
+        if std::thread::panicking() {
+            let stderr = self.stderr();
+            let lines: Vec<&str> = stderr.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(300)..];
+            eprintln!(
+                "--- ringmq exit status: {status:?}; last {} stderr lines ({}) ---\n{}",
+                tail.len(),
+                self.stderr_path.display(),
+                tail.join("\n")
+            );
+        } else {
+            let _ = std::fs::remove_file(&self.stderr_path);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Client ids and shards
+// ---------------------------------------------------------------------------
+
+/// A client id starting with `tag` whose home shard is `shard`.
+pub fn client_id_on(shard: usize, tag: &str) -> String {
+    assert!(shard < SHARDS);
+    (0..10_000)
+        .map(|i| format!("{tag}-{i}"))
+        .find(|id| home_shard(id, SHARDS) == shard)
+        .expect("some id hashes to the shard")
+}
+
+/// Asserts two ids live on different shards and returns them.
+pub fn ids_on_different_shards(tag_a: &str, tag_b: &str) -> (String, String) {
+    let a = client_id_on(0, tag_a);
+    let b = client_id_on(1, tag_b);
+    assert_ne!(home_shard(&a, SHARDS), home_shard(&b, SHARDS));
+    (a, b)
+}
+
+// ---------------------------------------------------------------------------
+// rumqttc clients
+// ---------------------------------------------------------------------------
+
+#[derive(Debug)]
+pub enum ClientEvent {
+    Packet(rumqttc::Packet),
+    /// The event loop returned an error (connection closed/refused).
+    Closed(String),
+}
+
+/// A rumqttc client whose event loop is polled by a tokio task. The task
+/// stops at the first error, so the client never silently reconnects.
+pub struct MqttClient {
+    pub client: rumqttc::AsyncClient,
+    pub id: String,
+    events: mpsc::Receiver<ClientEvent>,
+    /// Publishes received while waiting for something else.
+    pending: VecDeque<rumqttc::Publish>,
+    task: tokio::task::JoinHandle<()>,
+    closed: bool,
+}
+
+pub struct ConnectOpts {
+    pub clean: bool,
+    pub keep_alive: Duration,
+    pub will: Option<rumqttc::LastWill>,
+}
+
+impl Default for ConnectOpts {
+    fn default() -> Self {
+        ConnectOpts {
+            clean: true,
+            keep_alive: Duration::from_secs(30),
+            will: None,
+        }
+    }
+}
+
+impl MqttClient {
+    /// Connects with a clean session; panics unless CONNACK accepted.
+    pub async fn connect(port: u16, id: &str) -> MqttClient {
+        let (c, ack) = MqttClient::connect_with(port, id, ConnectOpts::default()).await;
+        assert_eq!(ack.code, rumqttc::ConnectReturnCode::Success);
+        c
+    }
+
+    /// Connects and returns the CONNACK (whatever its code).
+    pub async fn connect_with(
+        port: u16,
+        id: &str,
+        opts: ConnectOpts,
+    ) -> (MqttClient, rumqttc::ConnAck) {
+        let mut o = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
+        o.set_clean_session(opts.clean);
+        o.set_keep_alive(opts.keep_alive);
+        o.set_inflight(100);
+        o.set_max_packet_size(1 << 20, 1 << 20);
+        if let Some(w) = opts.will {
+            o.set_last_will(w);
+        }
+        let (client, mut eventloop) = rumqttc::AsyncClient::new(o, 1000);
+        let (tx, rx) = mpsc::channel();
+        let task = tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(rumqttc::Event::Incoming(p)) => {
+                        if tx.send(ClientEvent::Packet(p)).is_err() {
+                            break;
+                        }
+                    }
+                    Ok(rumqttc::Event::Outgoing(_)) => {}
+                    Err(e) => {
+                        let _ = tx.send(ClientEvent::Closed(e.to_string()));
+                        break;
+                    }
+                }
+            }
+        });
+        let mut c = MqttClient {
+            client,
+            id: id.to_string(),
+            events: rx,
+            pending: VecDeque::new(),
+            task,
+            closed: false,
+        };
+        let ack = c
+            .wait_for(RECV_TIMEOUT, "CONNACK", |p| match p {
+                rumqttc::Packet::ConnAck(a) => Some(a.clone()),
+                _ => None,
+            })
+            .await;
+        (c, ack)
+    }
+
+    /// Next event, or `None` on timeout.
+    async fn next_event(&mut self, timeout: Duration) -> Option<ClientEvent> {
+        if self.closed {
+            return None;
+        }
+        // tokio's `sync` feature is not enabled for the tests: poll a std
+        // channel instead.
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match self.events.try_recv() {
+                Ok(ev) => {
+                    if matches!(ev, ClientEvent::Closed(_)) {
+                        self.closed = true;
+                    }
+                    return Some(ev);
+                }
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    self.closed = true;
+                    return Some(ClientEvent::Closed("event loop task ended".into()));
+                }
+                Err(mpsc::TryRecvError::Empty) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return None;
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+        }
+    }
+
+    /// Waits for an incoming packet `f` accepts; publishes seen meanwhile are
+    /// kept for `recv_publish`. Panics on timeout or close.
+    pub async fn wait_for<T>(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        mut f: impl FnMut(&rumqttc::Packet) -> Option<T>,
+    ) -> T {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next_event(left).await {
+                Some(ClientEvent::Packet(p)) => {
+                    if let Some(t) = f(&p) {
+                        return t;
+                    }
+                    if let rumqttc::Packet::Publish(p) = p {
+                        self.pending.push_back(p);
+                    }
+                }
+                Some(ClientEvent::Closed(e)) => {
+                    panic!(
+                        "{}: connection closed while waiting for {what}: {e}",
+                        self.id
+                    )
+                }
+                None => panic!("{}: no {what} within {timeout:?}", self.id),
+            }
+        }
+    }
+
+    /// Subscribes and waits for the SUBACK; returns the return codes
+    /// (granted QoS, or 0x80).
+    pub async fn subscribe(&mut self, filter: &str, qos: rumqttc::QoS) -> Vec<u8> {
+        self.client.subscribe(filter, qos).await.unwrap();
+        self.wait_suback().await
+    }
+
+    pub async fn subscribe_many(&mut self, filters: &[(&str, rumqttc::QoS)]) -> Vec<u8> {
+        let f: Vec<rumqttc::SubscribeFilter> = filters
+            .iter()
+            .map(|(t, q)| rumqttc::SubscribeFilter::new(t.to_string(), *q))
+            .collect();
+        self.client.subscribe_many(f).await.unwrap();
+        self.wait_suback().await
+    }
+
+    async fn wait_suback(&mut self) -> Vec<u8> {
+        self.wait_for(RECV_TIMEOUT, "SUBACK", |p| match p {
+            rumqttc::Packet::SubAck(s) => Some(
+                s.return_codes
+                    .iter()
+                    .map(|c| match c {
+                        rumqttc::SubscribeReasonCode::Success(q) => *q as u8,
+                        rumqttc::SubscribeReasonCode::Failure => 0x80,
+                    })
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .await
+    }
+
+    pub async fn unsubscribe(&mut self, filter: &str) {
+        self.client.unsubscribe(filter).await.unwrap();
+        self.wait_for(RECV_TIMEOUT, "UNSUBACK", |p| {
+            matches!(p, rumqttc::Packet::UnsubAck(_)).then_some(())
+        })
+        .await
+    }
+
+    /// Publishes and, for QoS 1/2, waits until the broker acknowledged it
+    /// (PUBACK / PUBCOMP).
+    pub async fn publish(&mut self, topic: &str, qos: rumqttc::QoS, retain: bool, payload: &[u8]) {
+        self.client
+            .publish(topic, qos, retain, payload.to_vec())
+            .await
+            .unwrap();
+        match qos {
+            rumqttc::QoS::AtMostOnce => {}
+            rumqttc::QoS::AtLeastOnce => {
+                self.wait_for(RECV_TIMEOUT, "PUBACK", |p| {
+                    matches!(p, rumqttc::Packet::PubAck(_)).then_some(())
+                })
+                .await
+            }
+            rumqttc::QoS::ExactlyOnce => {
+                self.wait_for(RECV_TIMEOUT, "PUBCOMP", |p| {
+                    matches!(p, rumqttc::Packet::PubComp(_)).then_some(())
+                })
+                .await
+            }
+        }
+    }
+
+    /// Next PUBLISH received, within `timeout`; panics otherwise.
+    pub async fn recv_publish_within(&mut self, timeout: Duration) -> rumqttc::Publish {
+        if let Some(p) = self.pending.pop_front() {
+            return p;
+        }
+        self.wait_for(timeout, "PUBLISH", |p| match p {
+            rumqttc::Packet::Publish(p) => Some(p.clone()),
+            _ => None,
+        })
+        .await
+    }
+
+    pub async fn recv_publish(&mut self) -> rumqttc::Publish {
+        self.recv_publish_within(RECV_TIMEOUT).await
+    }
+
+    /// Asserts that no PUBLISH arrives within `dur`.
+    pub async fn expect_no_publish(&mut self, dur: Duration) {
+        if let Some(p) = self.pending.pop_front() {
+            panic!("{}: unexpected PUBLISH {p:?}", self.id);
+        }
+        let deadline = tokio::time::Instant::now() + dur;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            match self.next_event(left).await {
+                Some(ClientEvent::Packet(rumqttc::Packet::Publish(p))) => {
+                    panic!("{}: unexpected PUBLISH {p:?}", self.id)
+                }
+                Some(ClientEvent::Packet(_)) => {}
+                Some(ClientEvent::Closed(e)) => {
+                    panic!("{}: connection closed unexpectedly: {e}", self.id)
+                }
+                None => return,
+            }
+        }
+    }
+
+    /// Waits until the connection is closed by the broker.
+    pub async fn expect_closed(&mut self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            match self.next_event(left).await {
+                Some(ClientEvent::Closed(_)) => return,
+                Some(ClientEvent::Packet(_)) => {}
+                None if self.closed => return,
+                None => panic!("{}: connection not closed within {timeout:?}", self.id),
+            }
+        }
+    }
+
+    /// Sends DISCONNECT and waits (briefly) for the event loop to end.
+    pub async fn disconnect(mut self) {
+        let _ = self.client.disconnect().await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.task).await;
+    }
+}
+
+impl Drop for MqttClient {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub fn q(n: u8) -> rumqttc::QoS {
+    match n {
+        0 => rumqttc::QoS::AtMostOnce,
+        1 => rumqttc::QoS::AtLeastOnce,
+        2 => rumqttc::QoS::ExactlyOnce,
+        _ => panic!("bad qos {n}"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Raw TCP clients
+// ---------------------------------------------------------------------------
+
+/// What a raw read ended with.
+#[derive(Debug)]
+pub enum ReadOutcome {
+    Packet(Packet),
+    /// EOF or connection reset.
+    Closed,
+    TimedOut,
+    /// The bytes could not be decoded as MQTT.
+    Undecodable(String),
+}
+
+pub struct RawClient {
+    pub stream: TcpStream,
+    buf: BytesMut,
+}
+
+pub const V311: ProtocolVersion = ProtocolVersion::V311;
+
+impl RawClient {
+    pub fn open(port: u16) -> RawClient {
+        let stream = TcpStream::connect(("127.0.0.1", port)).expect("tcp connect");
+        stream.set_nodelay(true).unwrap();
+        stream
+            .set_write_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        RawClient {
+            stream,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// Opens a connection and completes a 3.1.1 CONNECT; panics unless the
+    /// CONNACK accepts it. Returns the client and the session-present flag.
+    pub fn connect(port: u16, id: &str, clean: bool) -> (RawClient, bool) {
+        RawClient::connect_with(port, connect_packet(id, clean, 30, None))
+    }
+
+    pub fn connect_with(port: u16, connect: Connect) -> (RawClient, bool) {
+        let mut c = RawClient::open(port);
+        c.send_packet(&Packet::Connect(Box::new(connect)));
+        match c.read_packet(RECV_TIMEOUT) {
+            Packet::ConnAck(a) => {
+                assert_eq!(a.code, 0, "CONNACK refused: {a:?}");
+                (c, a.session_present)
+            }
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+
+    /// Writes raw bytes; errors (the broker may already have closed) ignored.
+    pub fn send(&mut self, bytes: &[u8]) {
+        let _ = self.stream.write_all(bytes);
+        let _ = self.stream.flush();
+    }
+
+    pub fn send_packet(&mut self, p: &Packet) {
+        let mut out = BytesMut::new();
+        protocol::encode(p, V311, &mut out);
+        self.send(&out);
+    }
+
+    pub fn publish(&mut self, topic: &str, qos: QoS, packet_id: u16, dup: bool, payload: &[u8]) {
+        self.send_packet(&publish_packet(topic, qos, packet_id, dup, false, payload));
+    }
+
+    pub fn subscribe(&mut self, packet_id: u16, filters: &[(&str, QoS)]) -> Vec<u8> {
+        self.send_packet(&subscribe_packet(packet_id, filters));
+        match self.read_packet(RECV_TIMEOUT) {
+            Packet::SubAck(s) => {
+                assert_eq!(s.packet_id, packet_id, "SUBACK packet id");
+                s.codes
+            }
+            other => panic!("expected SUBACK, got {other:?}"),
+        }
+    }
+
+    pub fn puback(&mut self, packet_id: u16) {
+        self.send_packet(&Packet::PubAck(ack(packet_id)));
+    }
+
+    pub fn disconnect(mut self) {
+        self.send(&[0xE0, 0x00]);
+        let _ = self.stream.shutdown(Shutdown::Write);
+        // Wait for the broker to close its side so the DISCONNECT is
+        // processed before the caller goes on.
+        let _ = self.read_outcome(Duration::from_secs(2));
+    }
+
+    /// Reads until one packet is decoded, the peer closes, or `timeout`.
+    pub fn read_outcome(&mut self, timeout: Duration) -> ReadOutcome {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match protocol::decode(&mut self.buf, V311, 1 << 24) {
+                Ok(Some(p)) => return ReadOutcome::Packet(p),
+                Ok(None) => {}
+                Err(e) => return ReadOutcome::Undecodable(format!("{e:?}")),
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return ReadOutcome::TimedOut;
+            }
+            self.stream.set_read_timeout(Some(left)).unwrap();
+            let mut tmp = [0u8; 4096];
+            match self.stream.read(&mut tmp) {
+                Ok(0) => return ReadOutcome::Closed,
+                Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    return ReadOutcome::TimedOut
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return ReadOutcome::Closed,
+            }
+        }
+    }
+
+    /// The next packet; panics on timeout, close or garbage.
+    pub fn read_packet(&mut self, timeout: Duration) -> Packet {
+        match self.read_outcome(timeout) {
+            ReadOutcome::Packet(p) => p,
+            other => panic!("expected a packet within {timeout:?}, got {other:?}"),
+        }
+    }
+
+    /// The next packet, which must be a PUBLISH.
+    pub fn read_publish(&mut self, timeout: Duration) -> Publish {
+        match self.read_packet(timeout) {
+            Packet::Publish(p) => p,
+            other => panic!("expected PUBLISH, got {other:?}"),
+        }
+    }
+
+    /// Reads exactly `n` raw bytes (after whatever is buffered).
+    pub fn read_exact_bytes(&mut self, n: usize, timeout: Duration) -> Vec<u8> {
+        let deadline = Instant::now() + timeout;
+        while self.buf.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "only {:?} within {timeout:?}",
+                &self.buf[..]
+            );
+            self.stream.set_read_timeout(Some(left)).unwrap();
+            let mut tmp = [0u8; 4096];
+            match self.stream.read(&mut tmp) {
+                Ok(0) => panic!("closed after {:?}", &self.buf[..]),
+                Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => panic!("read error {e} after {:?}", &self.buf[..]),
+            }
+        }
+        self.buf.split_to(n).to_vec()
+    }
+
+    /// Asserts the broker closes the connection (EOF or reset) within
+    /// `timeout`; returns every byte received before the close.
+    pub fn expect_closed(&mut self, timeout: Duration) -> Vec<u8> {
+        let deadline = Instant::now() + timeout;
+        let mut got = self.buf.split().to_vec();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "connection still open after {timeout:?} (received {got:02X?})"
+            );
+            self.stream.set_read_timeout(Some(left)).unwrap();
+            let mut tmp = [0u8; 4096];
+            match self.stream.read(&mut tmp) {
+                Ok(0) => return got,
+                Ok(n) => got.extend_from_slice(&tmp[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    // Loop: the assert above reports the timeout.
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => return got, // reset
+            }
+        }
+    }
+
+    /// Asserts the connection stays open (nothing but maybe packets) for `dur`.
+    pub fn expect_open_for(&mut self, dur: Duration) {
+        match self.read_outcome(dur) {
+            ReadOutcome::TimedOut => {}
+            other => panic!("expected silence for {dur:?}, got {other:?}"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Packet builders (well-formed packets through the library codec)
+// ---------------------------------------------------------------------------
+
+pub fn connect_packet(id: &str, clean: bool, keep_alive: u16, will: Option<Will>) -> Connect {
+    Connect {
+        protocol: V311,
+        clean_start: clean,
+        keep_alive,
+        client_id: ByteString::from(id),
+        will,
+        username: None,
+        password: None,
+        properties: None,
+    }
+}
+
+pub fn will(topic: &str, payload: &[u8], qos: QoS, retain: bool) -> Will {
+    Will {
+        topic: ByteString::from(topic),
+        payload: Bytes::copy_from_slice(payload),
+        qos,
+        retain,
+        properties: None,
+    }
+}
+
+pub fn publish_packet(
+    topic: &str,
+    qos: QoS,
+    packet_id: u16,
+    dup: bool,
+    retain: bool,
+    payload: &[u8],
+) -> Packet {
+    Packet::Publish(Publish {
+        dup,
+        qos,
+        retain,
+        topic: ByteString::from(topic),
+        packet_id,
+        payload: Bytes::copy_from_slice(payload),
+        properties: None,
+    })
+}
+
+pub fn subscribe_packet(packet_id: u16, filters: &[(&str, QoS)]) -> Packet {
+    Packet::Subscribe(Subscribe {
+        packet_id,
+        filters: filters
+            .iter()
+            .map(|(f, q)| SubscriptionRequest {
+                filter: ByteString::from(*f),
+                options: SubscriptionOptions {
+                    qos: *q,
+                    no_local: false,
+                    retain_as_published: false,
+                    retain_handling: 0,
+                },
+            })
+            .collect(),
+        properties: None,
+    })
+}
+
+pub fn ack(packet_id: u16) -> Ack {
+    Ack {
+        packet_id,
+        reason: 0,
+        properties: None,
+    }
+}
+
+/// Encodes a packet to bytes (3.1.1).
+pub fn encode(p: &Packet) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    protocol::encode(p, V311, &mut out);
+    out.to_vec()
+}
+
+/// A full healthy round trip on a broker: subscribe with one client,
+/// publish QoS 1 with another, receive it. Used after every bad-input case.
+pub async fn assert_broker_healthy(port: u16, tag: &str) {
+    let (pub_id, sub_id) = ids_on_different_shards(&format!("{tag}-hp"), &format!("{tag}-hs"));
+    let mut sub = MqttClient::connect(port, &sub_id).await;
+    assert_eq!(sub.subscribe(&format!("health/{tag}"), q(1)).await, vec![1]);
+    let mut publ = MqttClient::connect(port, &pub_id).await;
+    publ.publish(&format!("health/{tag}"), q(1), false, b"ok")
+        .await;
+    let m = sub.recv_publish().await;
+    assert_eq!(m.topic, format!("health/{tag}"));
+    assert_eq!(&m.payload[..], b"ok");
+}
