@@ -1,14 +1,14 @@
 //! ringmq-bench: a small MQTT load generator (point-to-point scenario).
 //!
 //! N publishers each publish to their own topic `bench/<i>` and N
-//! subscribers each subscribe to one of them, all over plain TCP on
-//! loopback, with blocking sockets and one thread per connection. Each
+//! subscribers each subscribe to one of them, over plain TCP or MQTT over
+//! WebSocket (`--ws-port`) on loopback, with blocking sockets and one thread per connection. Each
 //! payload carries a send timestamp, so latency is measured end to end. The
 //! run is bounded by `--duration`, then a short drain; it prints only what it
 //! counted. Works against any MQTT 3.1.1 broker (ringmq, mosquitto, ...).
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+mod wire;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use bytestring::ByteString;
 use clap::Parser;
+use wire::Wire;
+
 use ringmq::protocol::{
     decode, encode, encode_publish, Connect, Packet, ProtocolVersion, QoS, Subscribe,
     SubscriptionOptions, SubscriptionRequest,
@@ -45,6 +47,11 @@ struct Args {
     /// Messages per second per publisher; 0 = as fast as the socket takes.
     #[arg(long, default_value_t = 0)]
     rate: u64,
+    /// Use MQTT over WebSocket on this port (path --ws-path) instead of TCP.
+    #[arg(long)]
+    ws_port: Option<u16>,
+    #[arg(long, default_value = "/mqtt")]
+    ws_path: String,
     /// Label printed with the result.
     #[arg(long, default_value = "broker")]
     label: String,
@@ -155,12 +162,13 @@ fn is_loopback(host: &str) -> bool {
     }
 }
 
-fn connect(args: &Args, client_id: &str) -> TcpStream {
-    let mut stream = TcpStream::connect((args.host.as_str(), args.port)).unwrap_or_else(|e| {
-        eprintln!("ringmq-bench: connect {}:{}: {e}", args.host, args.port);
+fn connect(args: &Args, client_id: &str) -> Wire {
+    let port = args.ws_port.unwrap_or(args.port);
+    let path = args.ws_port.map(|_| args.ws_path.as_str());
+    let mut stream = Wire::connect(&args.host, port, path).unwrap_or_else(|e| {
+        eprintln!("ringmq-bench: connect {}:{port}: {e}", args.host);
         std::process::exit(1)
     });
-    let _ = stream.set_nodelay(true);
     let mut out = BytesMut::new();
     let connect = Connect {
         protocol: V,
@@ -173,7 +181,7 @@ fn connect(args: &Args, client_id: &str) -> TcpStream {
         properties: None,
     };
     encode(&Packet::Connect(Box::new(connect)), V, &mut out);
-    stream.write_all(&out).expect("write CONNECT");
+    stream.send(&out).expect("write CONNECT");
     match read_packet(&mut stream, &mut BytesMut::new()) {
         Some(Packet::ConnAck(a)) if a.code == 0 => stream,
         other => {
@@ -183,7 +191,7 @@ fn connect(args: &Args, client_id: &str) -> TcpStream {
     }
 }
 
-fn subscribe(stream: &TcpStream, topic: &str, qos: QoS) {
+fn subscribe(stream: &Wire, topic: &str, qos: QoS) {
     let mut s = stream.try_clone().expect("clone socket");
     let mut out = BytesMut::new();
     let sub = Subscribe {
@@ -200,7 +208,7 @@ fn subscribe(stream: &TcpStream, topic: &str, qos: QoS) {
         properties: None,
     };
     encode(&Packet::Subscribe(sub), V, &mut out);
-    s.write_all(&out).expect("write SUBSCRIBE");
+    s.send(&out).expect("write SUBSCRIBE");
     match read_packet(&mut s, &mut BytesMut::new()) {
         Some(Packet::SubAck(_)) => {}
         other => {
@@ -210,23 +218,20 @@ fn subscribe(stream: &TcpStream, topic: &str, qos: QoS) {
     }
 }
 
-fn read_packet(stream: &mut TcpStream, buf: &mut BytesMut) -> Option<Packet> {
+fn read_packet(stream: &mut Wire, buf: &mut BytesMut) -> Option<Packet> {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut chunk = [0u8; 4096];
     loop {
         if let Ok(Some(p)) = decode(buf, V, 1 << 20) {
             return Some(p);
         }
-        let n = stream.read(&mut chunk).ok()?;
-        if n == 0 {
+        if stream.recv(buf).ok()? == 0 {
             return None;
         }
-        buf.extend_from_slice(&chunk[..n]);
     }
 }
 
 fn publisher(
-    mut stream: TcpStream,
+    mut stream: Wire,
     i: usize,
     args: &Args,
     qos: QoS,
@@ -242,10 +247,11 @@ fn publisher(
         let mut r = stream.try_clone().expect("clone socket");
         let stop = stop.clone();
         std::thread::spawn(move || {
-            let mut buf = [0u8; 65536];
+            let mut buf = BytesMut::new();
             let _ = r.set_read_timeout(Some(Duration::from_millis(200)));
             while !stop.load(Ordering::Relaxed) {
-                if let Ok(0) = r.read(&mut buf) {
+                buf.clear();
+                if let Ok(0) = r.recv(&mut buf) {
                     break;
                 }
             }
@@ -269,7 +275,7 @@ fn publisher(
             let pid = if qos == QoS::AtMostOnce { 0 } else { packet_id };
             encode_publish(&mut out, V, false, qos, false, &topic, pid, &payload, None);
         }
-        if stream.write_all(&out).is_err() {
+        if stream.send(&out).is_err() {
             break;
         }
         sent.fetch_add(batch as u64, Ordering::Relaxed);
@@ -283,7 +289,7 @@ fn publisher(
 }
 
 fn subscriber(
-    mut stream: TcpStream,
+    mut stream: Wire,
     epoch: Instant,
     received: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
@@ -291,17 +297,15 @@ fn subscriber(
 ) {
     let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
     let mut buf = BytesMut::with_capacity(1 << 16);
-    let mut chunk = vec![0u8; 1 << 16];
     let mut local_lat = Vec::new();
     let mut n_local = 0u64;
     let mut acks = BytesMut::new();
     while !stop.load(Ordering::Relaxed) {
-        let n = match stream.read(&mut chunk) {
+        match stream.recv(&mut buf) {
             Ok(0) => break,
-            Ok(n) => n,
+            Ok(_) => {}
             Err(_) => continue,
-        };
-        buf.extend_from_slice(&chunk[..n]);
+        }
         acks.clear();
         while let Ok(Some(p)) = decode(&mut buf, V, 1 << 20) {
             if let Packet::Publish(p) = p {
@@ -325,7 +329,7 @@ fn subscriber(
                 }
             }
         }
-        if !acks.is_empty() && stream.write_all(&acks).is_err() {
+        if !acks.is_empty() && stream.send(&acks).is_err() {
             break;
         }
         received.fetch_add(n_local, Ordering::Relaxed);

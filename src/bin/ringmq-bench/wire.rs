@@ -1,0 +1,165 @@
+//! The load generator's side of a connection: plain TCP, or MQTT over
+//! WebSocket (HTTP upgrade, masked binary frames out, frames parsed in).
+
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use ringmq::websocket::{apply_mask, write_frame_header, OpCode};
+
+pub struct Wire {
+    stream: TcpStream,
+    ws: bool,
+    /// WebSocket: raw bytes not yet parsed into frames.
+    raw: BytesMut,
+    /// WebSocket: payload bytes still to come of the current frame.
+    in_frame: usize,
+    mask_state: u32,
+    chunk: Vec<u8>,
+}
+
+impl Wire {
+    /// Connects; `ws_path` = Some("/mqtt") upgrades to WebSocket first.
+    pub fn connect(host: &str, port: u16, ws_path: Option<&str>) -> io::Result<Wire> {
+        let mut stream = TcpStream::connect((host, port))?;
+        stream.set_nodelay(true)?;
+        let ws = ws_path.is_some();
+        if let Some(path) = ws_path {
+            let req = format!(
+                "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+                 Sec-WebSocket-Protocol: mqtt\r\n\r\n"
+            );
+            stream.write_all(req.as_bytes())?;
+            stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                if stream.read(&mut byte)? == 0 || head.len() > 8192 {
+                    return Err(io::Error::other("WebSocket upgrade: connection closed"));
+                }
+                head.push(byte[0]);
+            }
+            if !head.starts_with(b"HTTP/1.1 101") {
+                return Err(io::Error::other(format!(
+                    "WebSocket upgrade refused: {}",
+                    String::from_utf8_lossy(&head).lines().next().unwrap_or("")
+                )));
+            }
+        }
+        Ok(Wire {
+            stream,
+            ws,
+            raw: BytesMut::new(),
+            in_frame: 0,
+            mask_state: 0x9E37_79B9,
+            chunk: vec![0; 1 << 16],
+        })
+    }
+
+    pub fn try_clone(&self) -> io::Result<Wire> {
+        Ok(Wire {
+            stream: self.stream.try_clone()?,
+            ws: self.ws,
+            raw: BytesMut::new(),
+            in_frame: 0,
+            mask_state: self.mask_state.rotate_left(7) ^ 0x5bd1_e995,
+            chunk: vec![0; 1 << 16],
+        })
+    }
+
+    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        self.stream.set_read_timeout(t)
+    }
+
+    /// Sends MQTT bytes (one masked binary frame over WebSocket).
+    pub fn send(&mut self, mqtt: &[u8]) -> io::Result<()> {
+        if !self.ws {
+            return self.stream.write_all(mqtt);
+        }
+        let mut frame = BytesMut::with_capacity(mqtt.len() + 14);
+        write_frame_header(&mut frame, OpCode::Binary, true, mqtt.len());
+        // Client frames carry the mask bit and a key.
+        frame[1] |= 0x80;
+        self.mask_state ^= self.mask_state << 13;
+        self.mask_state ^= self.mask_state >> 17;
+        self.mask_state ^= self.mask_state << 5;
+        let key = self.mask_state.to_be_bytes();
+        frame.extend_from_slice(&key);
+        let start = frame.len();
+        frame.extend_from_slice(mqtt);
+        apply_mask(&mut frame[start..], key, 0);
+        self.stream.write_all(&frame)
+    }
+
+    /// Reads and appends MQTT bytes to `mqtt`; `Ok(0)` at EOF or close.
+    pub fn recv(&mut self, mqtt: &mut BytesMut) -> io::Result<usize> {
+        if !self.ws {
+            let n = self.stream.read(&mut self.chunk)?;
+            mqtt.extend_from_slice(&self.chunk[..n]);
+            return Ok(n);
+        }
+        loop {
+            let before = mqtt.len();
+            if let Some(closed) = self.parse_frames(mqtt) {
+                return Ok(if closed { 0 } else { mqtt.len() - before });
+            }
+            let n = self.stream.read(&mut self.chunk)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            self.raw.extend_from_slice(&self.chunk[..n]);
+        }
+    }
+
+    /// Moves frame payload from `raw` to `mqtt`. `Some(true)` on a close
+    /// frame, `Some(false)` when payload was moved, `None` when more raw
+    /// bytes are needed.
+    fn parse_frames(&mut self, mqtt: &mut BytesMut) -> Option<bool> {
+        let mut moved = false;
+        loop {
+            if self.in_frame > 0 {
+                let n = self.in_frame.min(self.raw.len());
+                if n == 0 {
+                    return moved.then_some(false);
+                }
+                mqtt.extend_from_slice(&self.raw[..n]);
+                self.raw.advance(n);
+                self.in_frame -= n;
+                moved = true;
+                continue;
+            }
+            if self.raw.len() < 2 {
+                return moved.then_some(false);
+            }
+            let opcode = self.raw[0] & 0x0F;
+            let (len, header) = match self.raw[1] & 0x7F {
+                126 if self.raw.len() >= 4 => {
+                    (u16::from_be_bytes([self.raw[2], self.raw[3]]) as usize, 4)
+                }
+                127 if self.raw.len() >= 10 => {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(&self.raw[2..10]);
+                    (u64::from_be_bytes(b) as usize, 10)
+                }
+                126 | 127 => return moved.then_some(false),
+                n => (n as usize, 2),
+            };
+            match opcode {
+                0x8 => return Some(true),
+                0x0 | 0x2 => {
+                    self.raw.advance(header);
+                    self.in_frame = len;
+                }
+                _ => {
+                    // Ping/pong/other: skip the whole frame once buffered.
+                    if self.raw.len() < header + len {
+                        return moved.then_some(false);
+                    }
+                    self.raw.advance(header + len);
+                }
+            }
+        }
+    }
+}
