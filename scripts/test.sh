@@ -26,6 +26,33 @@ else
     echo "mosquitto-clients: $(command -v mosquitto_sub)"
 fi
 
+# MQTT over WebSocket interop: headless Chromium (system package, driven by
+# playwright-core: never `playwright install`), Node >= 20 for the browser
+# tests, and a Python venv with paho-mqtt.
+ws_pkgs=()
+[ -x /usr/bin/chromium ] || ws_pkgs+=(chromium)
+{ command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; } || ws_pkgs+=(nodejs npm)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || ws_pkgs+=(python3-venv)
+if [ "${#ws_pkgs[@]}" -gt 0 ]; then
+    echo "installing: ${ws_pkgs[*]}"
+    as_root apt-get update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "${ws_pkgs[@]}"
+fi
+echo "chromium: $(/usr/bin/chromium --version 2>/dev/null || echo '?')"
+node_major="$(node -p 'process.versions.node.split(".")[0]')"
+if [ "$node_major" -lt 20 ]; then
+    echo "node $(node --version) is too old for tests/browser (playwright-core needs >= 20)" >&2
+    exit 1
+fi
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install --quiet 'paho-mqtt==2.*'
+echo "paho-mqtt: $(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("paho-mqtt"))')"
+if [ -f tests/browser/package-lock.json ]; then
+    (cd tests/browser && npm ci --no-audit --no-fund)
+else
+    (cd tests/browser && npm install --no-audit --no-fund)
+fi
+
 # Every check runs even when an earlier one fails, so one run shows all
 # problems; the script fails at the end if any did.
 failed=()
@@ -44,6 +71,17 @@ else
     echo "(cargo-nextest not installed: using cargo test)"
     step cargo test --no-fail-fast
 fi
+
+# MQTT over WebSocket with other clients, against the debug binary.
+ws_paho() {
+    RINGMQ_BIN=target/debug/ringmq timeout 300 .venv/bin/python tests/ws_paho.py
+}
+ws_browser() {
+    (cd tests/browser && RINGMQ_BIN=../../target/debug/ringmq timeout 300 node --test)
+}
+step cargo build
+step ws_paho
+step ws_browser
 
 if [ "${#failed[@]}" -gt 0 ]; then
     banner "FAILED"

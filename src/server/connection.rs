@@ -72,7 +72,7 @@ pub async fn accept(ctx: Rc<ShardCtx>, stream: TcpStream, kind: Rc<ListenerKind>
             None => return,
         },
     };
-    let write = WriteSide::new(matches!(transport, Transport::Ws(_)));
+    let write = WriteSide::direct(matches!(transport, Transport::Ws(_)));
     let mut buf = BytesMut::with_capacity(512);
     let max = ctx.config.max_packet_size;
     let first = glommio::timer::timeout(ctx.config.connect_timeout, async {

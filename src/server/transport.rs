@@ -24,6 +24,20 @@ pub struct WsRead {
     pub decoder: FrameDecoder,
     /// Raw bytes from the socket not yet through the decoder.
     pub raw: BytesMut,
+    /// A close frame or frame error seen after MQTT bytes that were not yet
+    /// handed over: those are processed first (a DISCONNECT followed by a
+    /// close in one read must still suppress the will).
+    pub ended: Option<ConnectionError>,
+}
+
+impl WsRead {
+    pub fn new(decoder: FrameDecoder, raw: BytesMut) -> WsRead {
+        WsRead {
+            decoder,
+            raw,
+            ended: None,
+        }
+    }
 }
 
 /// Write-side state shared by a connection's reader and writer tasks.
@@ -34,12 +48,24 @@ pub struct WriteSide {
     /// Control frames the reader wants sent (pong, close).
     pub control: RefCell<BytesMut>,
     pub close_sent: Cell<bool>,
+    /// No writer task exists yet (before CONNECT): the reader writes control
+    /// frames itself before it waits for more input.
+    pub direct: bool,
 }
 
 impl WriteSide {
     pub fn new(ws: bool) -> WriteSide {
         WriteSide {
             ws,
+            ..Default::default()
+        }
+    }
+
+    /// For the time before the connection is served: no writer task yet.
+    pub fn direct(ws: bool) -> WriteSide {
+        WriteSide {
+            ws,
+            direct: true,
             ..Default::default()
         }
     }
@@ -83,29 +109,44 @@ pub async fn read_mqtt(
         Transport::Tcp => return Ok(io::read_into(stream, mqtt).await?),
         Transport::Ws(ws) => ws,
     };
+    if let Some(end) = ws.ended.take() {
+        return Err(end);
+    }
     loop {
         let before = mqtt.len();
         loop {
-            match ws.decoder.decode(&mut ws.raw, mqtt) {
+            let end = match ws.decoder.decode(&mut ws.raw, mqtt) {
                 Ok(None) => break,
                 Ok(Some(Control::Ping(payload))) => {
                     frame::write_pong(&mut write.control.borrow_mut(), &payload);
                     write.notify.notify();
+                    continue;
                 }
-                Ok(Some(Control::Pong)) => {}
+                Ok(Some(Control::Pong)) => continue,
                 Ok(Some(Control::Close { code, .. })) => {
                     // Answer the close with the same code [RFC 6455 5.5.1].
                     write.queue_close(code.unwrap_or(1000));
-                    return Err(ConnectionError::WsClosed(code));
+                    ConnectionError::WsClosed(code)
                 }
                 Err(e) => {
                     write.queue_close(e.close_code());
-                    return Err(ConnectionError::WsFrame(e));
+                    ConnectionError::WsFrame(e)
                 }
+            };
+            if mqtt.len() > before {
+                ws.ended = Some(end);
+                return Ok(mqtt.len() - before);
             }
+            return Err(end);
         }
         if mqtt.len() > before {
             return Ok(mqtt.len() - before);
+        }
+        if write.direct {
+            let control = write.control.borrow_mut().split();
+            if !control.is_empty() {
+                io::write_all(stream, &control).await?;
+            }
         }
         if io::read_into(stream, &mut ws.raw).await? == 0 {
             return Ok(0);

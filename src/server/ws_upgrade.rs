@@ -63,10 +63,10 @@ pub async fn upgrade(
             io::write_all(stream, &response).await.ok()?;
             let _ = raw.split_to(consumed);
             tracing::debug!(shard = ctx.id, %client_addr, %path, ?subprotocol, "WebSocket upgraded");
-            Some(Transport::Ws(Box::new(WsRead {
-                decoder: FrameDecoder::new(ctx.config.ws.max_message),
+            Some(Transport::Ws(Box::new(WsRead::new(
+                FrameDecoder::new(ctx.config.ws.max_message),
                 raw,
-            })))
+            ))))
         }
         HandshakeResult::Page { .. } => {
             let head = format!(
