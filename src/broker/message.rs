@@ -21,6 +21,25 @@ pub struct Message {
     pub properties: Props,
 }
 
+impl Message {
+    /// A copy that owns its bytes, for what is kept long (the retained
+    /// store): a slice of a read buffer would pin the whole buffer.
+    pub fn detached(&self) -> Message {
+        Message {
+            topic: detached_str(&self.topic),
+            payload: Bytes::copy_from_slice(&self.payload),
+            qos: self.qos,
+            retain: self.retain,
+            properties: self.properties.clone(),
+        }
+    }
+}
+
+/// A copy of a decoded string that owns its bytes (see [`Message::detached`]).
+pub fn detached_str(s: &ByteString) -> ByteString {
+    ByteString::from(&**s)
+}
+
 /// The one enum of messages shards exchange, in batches, through the mesh.
 /// Each pair of shards has its own FIFO channel, so what one shard sends to
 /// another arrives in the order it was sent: the SUBACK barrier and the

@@ -39,8 +39,8 @@ impl RetainStore {
         if msg.payload.is_empty() {
             self.messages.remove(&msg.topic);
         } else {
-            self.messages
-                .insert(msg.topic.clone(), (msg.clone(), stamp));
+            let kept = msg.detached();
+            self.messages.insert(kept.topic.clone(), (kept, stamp));
         }
     }
 

@@ -66,14 +66,14 @@ pub async fn accept(ctx: Rc<ShardCtx>, stream: TcpStream, kind: Rc<ListenerKind>
     let peer = stream.peer_addr().ok();
     let stream: SharedStream = Rc::new(RefCell::new(stream));
     let mut transport = match &*kind {
-        ListenerKind::Mqtt => Transport::Tcp,
+        ListenerKind::Mqtt => Transport::Tcp(Default::default()),
         ListenerKind::Ws(cfg) => match ws_upgrade::upgrade(&ctx, &stream, cfg, peer).await {
             Some(t) => t,
             None => return,
         },
     };
     let write = WriteSide::direct(matches!(transport, Transport::Ws(_)));
-    let mut buf = BytesMut::with_capacity(512);
+    let mut buf = BytesMut::new();
     let max = ctx.config.max_packet_size;
     let first = glommio::timer::timeout(ctx.config.connect_timeout, async {
         Ok(read_connect(&stream, &mut transport, &write, &mut buf, max).await)
@@ -229,6 +229,7 @@ async fn read_loop(
                 return Ok(());
             }
         }
+        transport.release_if_idle(&mut buf);
         // Backpressure: stop reading while other shards are behind.
         while ctx.core.borrow().outgoing_backlog() > MESH_BACKLOG_LIMIT {
             glommio::timer::sleep(std::time::Duration::from_millis(1)).await;

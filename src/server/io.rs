@@ -18,26 +18,59 @@ use glommio::net::TcpStream;
 
 pub type SharedStream = Rc<RefCell<TcpStream>>;
 
-/// Smallest free space we read into; grows as packets need.
-const READ_CHUNK: usize = 4096;
-/// Most we read in one call (and zero beforehand).
+/// Smallest read; also what an idle connection's buffer shrinks back to.
+const READ_MIN: usize = 256;
+/// Largest read (and the most we zero beforehand).
 const READ_MAX: usize = 64 * 1024;
 
+/// How much to read next on one connection. It doubles when a read fills
+/// the space offered (a busy connection) and halves when reads come back
+/// small, so a busy connection reads in large chunks while an idle one
+/// holds no buffer at all (see [`release_if_idle`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ReadHint(usize);
+
+impl Default for ReadHint {
+    fn default() -> Self {
+        ReadHint(READ_MIN * 2)
+    }
+}
+
 /// Reads what is available into `buf`'s spare capacity; `Ok(0)` at EOF.
-pub async fn read_into(stream: &SharedStream, buf: &mut BytesMut) -> io::Result<usize> {
-    if buf.capacity() - buf.len() < READ_CHUNK {
-        buf.reserve(READ_CHUNK);
+pub async fn read_into(
+    stream: &SharedStream,
+    buf: &mut BytesMut,
+    hint: &mut ReadHint,
+) -> io::Result<usize> {
+    let want = hint.0;
+    if buf.capacity() - buf.len() < want / 2 {
+        buf.reserve(want);
     }
     let start = buf.len();
-    // Zeroing the spare space keeps this free of unsafe; it is a memset of a
-    // few KiB next to a syscall.
-    let end = buf.capacity().min(start + READ_MAX);
+    let end = buf.capacity().min(start + want.max(READ_MIN));
+    // Zeroing the space keeps this free of unsafe; it is a memset of at
+    // most `want` bytes next to a syscall.
     buf.resize(end, 0);
     let result =
         poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_read(cx, &mut buf[start..])).await;
     let n = *result.as_ref().unwrap_or(&0);
     buf.truncate(start + n);
+    if n == end - start {
+        hint.0 = (hint.0 * 2).min(READ_MAX);
+    } else if n < hint.0 / 4 {
+        hint.0 = (hint.0 / 2).max(READ_MIN);
+    }
     result
+}
+
+/// Drops an empty buffer's memory when reads have been small: an idle
+/// connection then costs no read buffer (the next read allocates one).
+/// Strings kept from decoded packets are copied out by the broker core, so
+/// nothing long-lived pins the old allocation.
+pub fn release_if_idle(buf: &mut BytesMut, hint: &ReadHint) {
+    if buf.is_empty() && buf.capacity() > 0 && hint.0 <= READ_MIN * 2 {
+        *buf = BytesMut::new();
+    }
 }
 
 /// Writes all of `data`.

@@ -10,13 +10,13 @@ use std::cell::{Cell, RefCell};
 use bytes::BytesMut;
 
 use super::connection::ConnectionError;
-use super::io::{self, SharedStream};
+use super::io::{self, ReadHint, SharedStream};
 use super::notify::Notify;
 use crate::websocket::frame::{self, Control, FrameDecoder};
 
 /// Read-side state of a connection's transport. Moves with a hand-off.
 pub enum Transport {
-    Tcp,
+    Tcp(ReadHint),
     Ws(Box<WsRead>),
 }
 
@@ -24,6 +24,7 @@ pub struct WsRead {
     pub decoder: FrameDecoder,
     /// Raw bytes from the socket not yet through the decoder.
     pub raw: BytesMut,
+    pub hint: ReadHint,
     /// A close frame or frame error seen after MQTT bytes that were not yet
     /// handed over: those are processed first (a DISCONNECT followed by a
     /// close in one read must still suppress the will).
@@ -35,6 +36,7 @@ impl WsRead {
         WsRead {
             decoder,
             raw,
+            hint: ReadHint::default(),
             ended: None,
         }
     }
@@ -98,6 +100,23 @@ impl WriteSide {
     }
 }
 
+impl Transport {
+    /// Lets an idle connection's buffers go (`mqtt` is the packet buffer,
+    /// empty after decoding).
+    pub fn release_if_idle(&mut self, mqtt: &mut BytesMut) {
+        match self {
+            Transport::Tcp(hint) => io::release_if_idle(mqtt, hint),
+            Transport::Ws(ws) => {
+                io::release_if_idle(&mut ws.raw, &ws.hint);
+                // Filled by copies from `raw`, so it never needs to be large.
+                if mqtt.is_empty() {
+                    *mqtt = BytesMut::new();
+                }
+            }
+        }
+    }
+}
+
 /// Reads until at least one more MQTT byte is in `mqtt`; `Ok(0)` at EOF.
 pub async fn read_mqtt(
     stream: &SharedStream,
@@ -106,7 +125,7 @@ pub async fn read_mqtt(
     mqtt: &mut BytesMut,
 ) -> Result<usize, ConnectionError> {
     let ws = match transport {
-        Transport::Tcp => return Ok(io::read_into(stream, mqtt).await?),
+        Transport::Tcp(hint) => return Ok(io::read_into(stream, mqtt, hint).await?),
         Transport::Ws(ws) => ws,
     };
     if let Some(end) = ws.ended.take() {
@@ -148,7 +167,7 @@ pub async fn read_mqtt(
                 io::write_all(stream, &control).await?;
             }
         }
-        if io::read_into(stream, &mut ws.raw).await? == 0 {
+        if io::read_into(stream, &mut ws.raw, &mut ws.hint).await? == 0 {
             return Ok(0);
         }
     }

@@ -26,14 +26,15 @@ pub async fn upgrade(
     let peer_ip = peer
         .map(|p| p.ip())
         .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
-    let mut raw = BytesMut::with_capacity(1024);
+    let mut raw = BytesMut::new();
+    let mut hint = io::ReadHint::default();
     let result = glommio::timer::timeout(ctx.config.ws.handshake_timeout, async {
         loop {
             match handshake(&raw, cfg, peer_ip) {
                 HandshakeResult::Incomplete => {}
                 done => return Ok(Some(done)),
             }
-            match io::read_into(stream, &mut raw).await {
+            match io::read_into(stream, &mut raw, &mut hint).await {
                 Ok(0) | Err(_) => return Ok(None),
                 Ok(_) => {}
             }

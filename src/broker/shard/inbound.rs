@@ -4,7 +4,7 @@ use bytestring::ByteString;
 
 use super::{Conn, PendingSubscribe, Shard};
 use crate::broker::error::ProtocolViolation;
-use crate::broker::message::{Message, ShardMessage};
+use crate::broker::message::{detached_str, Message, ShardMessage};
 use crate::broker::session::{ConnId, OutboundState};
 use crate::protocol::{
     encode, valid_topic_filter, Ack, Packet, Publish, QoS, SubAck, Subscribe, UnsubAck, Unsubscribe,
@@ -263,6 +263,9 @@ impl Shard {
         options: crate::protocol::SubscriptionOptions,
         new_interest: &mut bool,
     ) -> bool {
+        // The session keeps the filter for its whole life: own its bytes
+        // rather than pin the read buffer it was decoded from.
+        let filter = &detached_str(filter);
         let entry = self.subs.entry(filter);
         let was_empty = entry.is_empty();
         let existed = match entry.iter_mut().find(|(s, _)| *s == sid) {

@@ -21,7 +21,7 @@ use bytes::BytesMut;
 use bytestring::ByteString;
 
 use super::interest::InterestIndex;
-use super::message::ShardMessage;
+use super::message::{detached_str, ShardMessage};
 use super::placement::home_shard;
 use super::retain::RetainStore;
 use super::session::{ConnId, Session, SessionId};
@@ -213,8 +213,15 @@ impl Shard {
         let (client_id, assigned) = if client_id.is_empty() {
             (self.generate_client_id(), true)
         } else {
-            (client_id, false)
+            // Kept for the session's life: own the bytes instead of pinning
+            // the read buffer the CONNECT came in.
+            (detached_str(&client_id), false)
         };
+        conn.will = conn.will.take().map(|w| Will {
+            topic: detached_str(&w.topic),
+            payload: bytes::Bytes::copy_from_slice(&w.payload),
+            ..w
+        });
 
         // Takeover [MQTT-3.1.4-2]: the existing connection is closed (its
         // will is published: it did not DISCONNECT).
