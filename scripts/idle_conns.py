@@ -44,6 +44,7 @@ def main():
         src = f"127.0.{(i // 250) % 250}.{2 + i % 250}"
         s = socket.socket()
         s.settimeout(10)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         s.bind((src, 0))
         s.connect(("127.0.0.1", a.port))
         pkt = connect_packet(f"idle-{i}")

@@ -56,6 +56,9 @@ pub struct Session {
     pub queue: VecDeque<Queued>,
     /// Inbound QoS 2 packet ids received but not yet released by PUBREL.
     pub inbound_qos2: HashSet<u16>,
+    /// QoS 1/2 messages dropped since the queue last overflowed (for the
+    /// warning when it has room again).
+    pub dropped: u64,
     next_packet_id: u16,
 }
 
@@ -70,6 +73,7 @@ impl Session {
             inflight: VecDeque::new(),
             queue: VecDeque::new(),
             inbound_qos2: HashSet::new(),
+            dropped: 0,
             next_packet_id: 0,
         }
     }

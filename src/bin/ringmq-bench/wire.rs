@@ -2,8 +2,11 @@
 //! WebSocket (HTTP upgrade, masked binary frames out, frames parsed in).
 
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::os::fd::AsRawFd;
 use std::time::Duration;
+
+use socket2::{Domain, SockAddr, Socket, Type};
 
 use bytes::{Buf, BytesMut};
 use ringmq::websocket::{apply_mask, write_frame_header, OpCode};
@@ -20,19 +23,45 @@ pub struct Wire {
 }
 
 impl Wire {
-    /// Connects; `ws_path` = Some("/mqtt") upgrades to WebSocket first.
-    pub fn connect(host: &str, port: u16, ws_path: Option<&str>) -> io::Result<Wire> {
-        let mut stream = TcpStream::connect((host, port))?;
+    /// Connects from `local` (any port) within `timeout`; `ws_path` =
+    /// Some("/mqtt") upgrades to WebSocket first.
+    pub fn connect(
+        target: SocketAddr,
+        local: Option<IpAddr>,
+        ws_path: Option<&str>,
+        timeout: Duration,
+    ) -> io::Result<Wire> {
+        let socket = Socket::new(Domain::for_address(target), Type::STREAM, None)?;
+        if let Some(ip) = local {
+            // Let connect() pick the port per 4-tuple, not bind() per address.
+            if ip.is_ipv4() {
+                let one: libc::c_int = 1;
+                // SAFETY: valid fd, option value is a c_int that outlives the call.
+                unsafe {
+                    libc::setsockopt(
+                        socket.as_raw_fd(),
+                        libc::IPPROTO_IP,
+                        libc::IP_BIND_ADDRESS_NO_PORT,
+                        (&one as *const libc::c_int).cast(),
+                        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                    );
+                }
+            }
+            socket.bind(&SockAddr::from(SocketAddr::new(ip, 0)))?;
+        }
+        socket.connect_timeout(&SockAddr::from(target), timeout)?;
+        let mut stream: TcpStream = socket.into();
         stream.set_nodelay(true)?;
+        stream.set_write_timeout(Some(timeout))?;
         let ws = ws_path.is_some();
         if let Some(path) = ws_path {
             let req = format!(
-                "GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                "GET {path} HTTP/1.1\r\nHost: {target}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
                  Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
                  Sec-WebSocket-Protocol: mqtt\r\n\r\n"
             );
             stream.write_all(req.as_bytes())?;
-            stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+            stream.set_read_timeout(Some(timeout))?;
             let mut head = Vec::new();
             let mut byte = [0u8; 1];
             while !head.ends_with(b"\r\n\r\n") {
@@ -71,6 +100,21 @@ impl Wire {
 
     pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
         self.stream.set_read_timeout(t)
+    }
+
+    /// Whether the peer closed (or reset) the connection, without blocking.
+    pub fn peer_closed(&self) -> bool {
+        let mut b = [0u8; 1];
+        if self.stream.set_nonblocking(true).is_err() {
+            return true;
+        }
+        let closed = match self.stream.peek(&mut b) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+        };
+        let _ = self.stream.set_nonblocking(false);
+        closed
     }
 
     /// Sends MQTT bytes (one masked binary frame over WebSocket).

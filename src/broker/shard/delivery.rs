@@ -156,14 +156,18 @@ impl Shard {
             }),
             _ => {
                 self.stats.dropped_queue_full += 1;
-                tracing::warn!(
-                    shard = self.id,
-                    client_id = %session.client_id,
-                    topic = %msg.topic,
-                    dropped_total = self.stats.dropped_queue_full,
-                    "session queue full ({max_queued}): QoS {} message dropped",
-                    qos as u8
-                );
+                // Logged once when the queue overflows and once when it has
+                // room again (with the count): a log line per dropped
+                // message would itself become the bottleneck.
+                session.dropped += 1;
+                if session.dropped == 1 {
+                    tracing::warn!(
+                        shard = self.id,
+                        client_id = %session.client_id,
+                        topic = %msg.topic,
+                        "session queue full ({max_queued}): dropping QoS 1/2 messages for this client until it catches up"
+                    );
+                }
             }
         }
     }
@@ -180,6 +184,15 @@ impl Shard {
         let Some(conn) = self.conns.get_mut(&conn_id).filter(|c| !c.closing) else {
             return;
         };
+        if session.dropped > 0 && session.queue.len() < self.limits.max_queued / 2 {
+            tracing::warn!(
+                shard = self.id,
+                client_id = %session.client_id,
+                dropped = session.dropped,
+                "session queue has room again; QoS 1/2 messages were dropped while it was full"
+            );
+            session.dropped = 0;
+        }
         let mut wrote = false;
         while session.inflight.len() < max_inflight {
             let Some(q) = session.queue.pop_front() else {

@@ -1,0 +1,220 @@
+//! Command line, its validation, and the loopback-only target.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use clap::{Parser, ValueEnum};
+use ringmq::protocol::{ProtocolVersion, QoS};
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    /// N publishers → N subscribers, one topic per pair.
+    P2p,
+    /// P publishers → S subscribers, all on one topic.
+    Fanout,
+    /// P publishers (one topic each) → S subscribers of `bench/fanin/+`.
+    Fanin,
+    /// C idle connections opened at R/s, held, then closed.
+    Storm,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    Ws,
+}
+
+#[derive(Parser, Debug, Clone)]
+#[command(about = "MQTT load generator (loopback only): p2p, fanout, fanin, storm")]
+pub struct Args {
+    #[arg(long, value_enum, default_value = "p2p")]
+    pub scenario: Scenario,
+    /// Broker host: loopback only (127.0.0.0/8, ::1, localhost).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    #[arg(long, default_value_t = 1883)]
+    pub port: u16,
+    #[arg(long, value_enum, default_value = "tcp")]
+    pub transport: Transport,
+    /// WebSocket path (with --transport ws).
+    #[arg(long, default_value = "/mqtt")]
+    pub ws_path: String,
+    /// MQTT protocol: 3 (3.1.1) or 5.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(3..=5))]
+    pub mqtt: u8,
+    /// QoS of publishes and subscriptions: 0, 1 or 2.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub qos: u8,
+    /// p2p: publisher/subscriber pairs (same as --publishers N --subscribers N).
+    #[arg(long)]
+    pub pairs: Option<usize>,
+    /// Publishing connections (p2p default 4, fanout 1, fanin 16).
+    #[arg(long)]
+    pub publishers: Option<usize>,
+    /// Subscribing connections (p2p: = publishers, fanout default 16, fanin 2).
+    #[arg(long)]
+    pub subscribers: Option<usize>,
+    /// fanin: subscribe with `$share/g/bench/fanin/+` (reports what arrives).
+    #[arg(long)]
+    pub shared: bool,
+    /// Payload bytes (at least 16; the first 20 carry ts, publisher id, seq when they fit).
+    #[arg(long, default_value_t = 64)]
+    pub payload: usize,
+    /// Messages per second per publisher; 0 = as fast as flow control allows.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// QoS 1/2: unacknowledged publishes per publisher (1..=65535).
+    #[arg(long, default_value_t = 64)]
+    pub inflight: usize,
+    /// Seconds of publishing.
+    #[arg(long, default_value_t = 10)]
+    pub duration: u64,
+    /// Seconds to wait for the last deliveries after publishing stops (at most 5).
+    #[arg(long, default_value_t = 5)]
+    pub drain: u64,
+    /// Seconds a connection (TCP, upgrade, CONNACK, SUBACK) may take.
+    #[arg(long, default_value_t = 5)]
+    pub connect_timeout: u64,
+    /// storm: connections to open.
+    #[arg(long, default_value_t = 1000)]
+    pub connections: usize,
+    /// storm: connections opened per second (0 = as fast as possible).
+    #[arg(long, default_value_t = 500)]
+    pub connect_rate: u64,
+    /// storm: seconds to hold the connections idle once all are open.
+    #[arg(long, default_value_t = 5)]
+    pub hold: u64,
+    /// storm: client threads holding the sockets.
+    #[arg(long, default_value_t = 4)]
+    pub threads: usize,
+    /// Broker process id: report its CPU seconds and RSS (from /proc).
+    #[arg(long)]
+    pub broker_pid: Option<u32>,
+    /// Also write the JSON result to this file.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+    /// Label copied into the result.
+    #[arg(long, default_value = "broker")]
+    pub label: String,
+}
+
+/// Validated settings derived from [`Args`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub args: Args,
+    pub target: SocketAddr,
+    pub version: ProtocolVersion,
+    pub qos: QoS,
+    pub publishers: usize,
+    pub subscribers: usize,
+}
+
+impl Config {
+    pub fn ws_path(&self) -> Option<&str> {
+        (self.args.transport == Transport::Ws).then_some(self.args.ws_path.as_str())
+    }
+}
+
+/// Most publishing/subscribing connections (one thread or two each).
+pub const MAX_PUBSUB_CONNECTIONS: usize = 1000;
+
+pub fn parse() -> Result<Config, String> {
+    let args = Args::parse();
+    let ip = loopback_ip(&args.host)
+        .ok_or_else(|| format!("refusing non-loopback host {:?}", args.host))?;
+    let version = match args.mqtt {
+        3 | 4 => ProtocolVersion::V311,
+        _ => ProtocolVersion::V5,
+    };
+    let qos = QoS::from_u8(args.qos).ok_or("--qos must be 0, 1 or 2")?;
+    if args.payload < 16 {
+        return Err("--payload must be at least 16".into());
+    }
+    if args.inflight == 0 || args.inflight > 65535 {
+        return Err("--inflight must be 1..=65535".into());
+    }
+    if args.drain > 5 {
+        return Err("--drain is at most 5 seconds".into());
+    }
+    if args.shared && args.scenario != Scenario::Fanin {
+        return Err("--shared only applies to --scenario fanin".into());
+    }
+    let (publishers, subscribers) = match args.scenario {
+        Scenario::P2p => {
+            let n = args.pairs.or(args.publishers).unwrap_or(4);
+            if args.subscribers.is_some_and(|s| s != n) {
+                return Err("p2p: --subscribers must equal --publishers".into());
+            }
+            (n, n)
+        }
+        Scenario::Fanout => (args.publishers.unwrap_or(1), args.subscribers.unwrap_or(16)),
+        Scenario::Fanin => (args.publishers.unwrap_or(16), args.subscribers.unwrap_or(2)),
+        Scenario::Storm => (0, 0),
+    };
+    if args.scenario != Scenario::Storm {
+        if publishers == 0 || subscribers == 0 {
+            return Err("need at least one publisher and one subscriber".into());
+        }
+        if publishers + subscribers > MAX_PUBSUB_CONNECTIONS {
+            return Err(format!(
+                "at most {MAX_PUBSUB_CONNECTIONS} publishing+subscribing connections \
+                 (one thread each); use --scenario storm for many connections"
+            ));
+        }
+    } else if args.connections == 0 || args.threads == 0 {
+        return Err("storm: --connections and --threads must be at least 1".into());
+    }
+    Ok(Config {
+        target: SocketAddr::new(ip, args.port),
+        args,
+        version,
+        qos,
+        publishers,
+        subscribers,
+    })
+}
+
+/// The address of a loopback host, `None` for anything else.
+pub fn loopback_ip(host: &str) -> Option<IpAddr> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    match host.parse::<IpAddr>() {
+        Ok(ip) if ip.is_loopback() => Some(ip),
+        Ok(_) => None,
+        Err(_) if host.eq_ignore_ascii_case("localhost") => Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        Err(_) => None,
+    }
+}
+
+/// Source address for the `i`-th connection: 127.0.0.x with x from 2 up,
+/// a new x every `PER_ADDR` connections, so one address's ephemeral ports
+/// never run out; `::1` for an IPv6 target.
+pub fn source_ip(target: IpAddr, i: usize) -> IpAddr {
+    const PER_ADDR: usize = 10_000;
+    match target {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (i / PER_ADDR % 253) as u8)),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_only() {
+        assert!(loopback_ip("127.0.0.1").is_some());
+        assert!(loopback_ip("127.3.2.1").is_some());
+        assert!(loopback_ip("::1").is_some());
+        assert!(loopback_ip("[::1]").is_some());
+        assert!(loopback_ip("localhost").is_some());
+        assert!(loopback_ip("10.0.0.1").is_none());
+        assert!(loopback_ip("example.com").is_none());
+        assert!(loopback_ip("0.0.0.0").is_none());
+    }
+
+    #[test]
+    fn source_addresses_spread() {
+        let t = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        assert_eq!(source_ip(t, 0).to_string(), "127.0.0.2");
+        assert_eq!(source_ip(t, 10_000).to_string(), "127.0.0.3");
+    }
+}
