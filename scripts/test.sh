@@ -80,6 +80,8 @@ ws_browser() {
     (cd tests/browser && RINGMQ_BIN=../../target/debug/ringmq timeout 300 node --test)
 }
 step cargo build
+# The README's first command is `cargo run --release`: it must pick the broker binary.
+step cargo run --quiet -- --version
 step ws_paho
 step ws_browser
 
