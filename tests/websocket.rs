@@ -13,22 +13,18 @@
 
 mod common;
 
-use std::collections::VecDeque;
-use std::fs::File;
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use bytes::BytesMut;
 use common::{
-    client_id_on, connect_packet, encode, ids_on_different_shards, publish_packet,
-    subscribe_packet, will, RawClient, RECV_TIMEOUT, SHARDS, V311,
+    client_id_on, connect_packet, encode, ids_on_different_shards, publish_packet, q,
+    subscribe_packet, will, Broker, ConnectOpts, MqttClient, RawClient, Via, RECV_TIMEOUT, SHARDS,
+    V311,
 };
 use ringmq::broker::home_shard;
 use ringmq::protocol::{self, Packet, QoS};
@@ -41,420 +37,32 @@ const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /// How long a close frame + EOF may take after a protocol error.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-// ---------------------------------------------------------------------------
-// Broker guard with a WebSocket listener
-// ---------------------------------------------------------------------------
-
+/// Varies the WebSocket keys (`fresh_key`).
 static SEQ: AtomicUsize = AtomicUsize::new(0);
-
-/// `ringmq --listen mqtt://127.0.0.1:0 --listen ws://127.0.0.1:0/mqtt`:
-/// both ports read from the `ready` line. SIGTERM (then SIGKILL) on drop;
-/// the stderr tail is printed when the test panicked.
-struct WsBroker {
-    child: Option<Child>,
-    mqtt_port: u16,
-    ws_port: u16,
-    ws_urls: Vec<String>,
-    stderr_path: PathBuf,
-}
-
-impl WsBroker {
-    fn start() -> WsBroker {
-        WsBroker::start_with(&[])
-    }
-
-    fn start_with(extra: &[&str]) -> WsBroker {
-        let seq = SEQ.fetch_add(1, Ordering::SeqCst);
-        let stderr_path = std::env::temp_dir().join(format!(
-            "ringmq-ws-{}-{}-{}.log",
-            std::process::id(),
-            seq,
-            std::thread::current()
-                .name()
-                .unwrap_or("t")
-                .replace(|c: char| !c.is_ascii_alphanumeric(), "_")
-        ));
-        let stderr_file = File::create(&stderr_path).expect("create broker stderr log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ringmq"))
-            .args([
-                "--listen",
-                "mqtt://127.0.0.1:0",
-                "--listen",
-                "ws://127.0.0.1:0/mqtt",
-                "--shards",
-                "2",
-                "--log-level",
-                "debug",
-            ])
-            .args(extra)
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr_file))
-            .spawn()
-            .expect("spawn ringmq");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                let _ = tx.send(line);
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let line = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) if line.starts_with("ready ") => break line,
-                Ok(_) => {}
-                Err(e) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-                    panic!("ringmq printed no ready line within 20 s ({e:?})\n{stderr}");
-                }
-            }
-        };
-        // "ready mqtt://127.0.0.1:P1 ws://127.0.0.1:P2/mqtt shards=2"
-        let mut mqtt_port = None;
-        let mut ws_urls = Vec::new();
-        for word in line.split_whitespace().skip(1) {
-            if let Some(addr) = word.strip_prefix("mqtt://") {
-                mqtt_port = addr.rsplit(':').next().and_then(|p| p.parse().ok());
-            } else if word.starts_with("ws://") {
-                ws_urls.push(word.to_string());
-            }
-        }
-        let ws_port = ws_urls
-            .first()
-            .and_then(|u| u["ws://".len()..].split('/').next())
-            .and_then(|hp| hp.rsplit(':').next())
-            .and_then(|p| p.parse().ok());
-        let (Some(mqtt_port), Some(ws_port)) = (mqtt_port, ws_port) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("ready line lacks an mqtt:// or ws:// URL: {line:?}");
-        };
-        assert!(line.ends_with("shards=2"), "ready line {line:?}");
-        WsBroker {
-            child: Some(child),
-            mqtt_port,
-            ws_port,
-            ws_urls,
-            stderr_path,
-        }
-    }
-
-    fn ws_url(&self) -> String {
-        format!("ws://127.0.0.1:{}/mqtt", self.ws_port)
-    }
-
-    fn is_running(&mut self) -> bool {
-        match self.child.as_mut() {
-            Some(c) => matches!(c.try_wait(), Ok(None)),
-            None => false,
-        }
-    }
-
-    /// SIGTERM, then wait up to `timeout`; `None` if it had to be killed.
-    fn stop(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let mut child = self.child.take()?;
-        unsafe {
-            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + timeout;
-        loop {
-            match child.try_wait() {
-                Ok(Some(status)) => return Some(status),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return None;
-                }
-            }
-        }
-    }
-}
-
-impl Drop for WsBroker {
-    fn drop(&mut self) {
-        let status = self.stop(Duration::from_secs(5));
-        if std::thread::panicking() {
-            let stderr = std::fs::read_to_string(&self.stderr_path).unwrap_or_default();
-            let lines: Vec<&str> = stderr.lines().collect();
-            let tail = &lines[lines.len().saturating_sub(200)..];
-            eprintln!(
-                "--- ringmq exit status {status:?}; last {} stderr lines ({}) ---\n{}",
-                tail.len(),
-                self.stderr_path.display(),
-                tail.join("\n")
-            );
-        } else {
-            let _ = std::fs::remove_file(&self.stderr_path);
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------
 // rumqttc clients over TCP or WebSocket
 // ---------------------------------------------------------------------------
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Via {
-    Tcp,
-    Ws,
+/// Connects (clean session); panics unless the CONNACK accepts.
+async fn connect(b: &Broker, via: Via, id: &str) -> MqttClient {
+    connect_with(b, via, id, None).await
 }
 
-enum Ev {
-    Packet(rumqttc::Packet),
-    Closed(String),
-}
-
-/// A rumqttc client polled by a tokio task that stops at the first error
-/// (so it never reconnects behind the test's back).
-struct Client {
-    client: rumqttc::AsyncClient,
-    id: String,
-    events: mpsc::Receiver<Ev>,
-    pending: VecDeque<rumqttc::Publish>,
-    task: tokio::task::JoinHandle<()>,
-    closed: bool,
-}
-
-fn q(n: u8) -> rumqttc::QoS {
-    match n {
-        0 => rumqttc::QoS::AtMostOnce,
-        1 => rumqttc::QoS::AtLeastOnce,
-        _ => rumqttc::QoS::ExactlyOnce,
-    }
-}
-
-impl Client {
-    /// Connects (clean session); panics unless the CONNACK accepts.
-    async fn connect(b: &WsBroker, via: Via, id: &str) -> Client {
-        Client::connect_with(b, via, id, None).await
-    }
-
-    async fn connect_with(
-        b: &WsBroker,
-        via: Via,
-        id: &str,
-        last_will: Option<rumqttc::LastWill>,
-    ) -> Client {
-        let mut o = match via {
-            Via::Tcp => rumqttc::MqttOptions::new(id, "127.0.0.1", b.mqtt_port),
-            Via::Ws => {
-                let mut o = rumqttc::MqttOptions::new(id, b.ws_url(), b.ws_port);
-                o.set_transport(rumqttc::Transport::Ws);
-                o
-            }
-        };
-        o.set_clean_session(true);
-        o.set_keep_alive(Duration::from_secs(30));
-        o.set_inflight(100);
-        o.set_max_packet_size(1 << 20, 1 << 20);
-        if let Some(w) = last_will {
-            o.set_last_will(w);
-        }
-        let (client, mut eventloop) = rumqttc::AsyncClient::new(o, 1000);
-        let (tx, rx) = mpsc::channel();
-        let task = tokio::spawn(async move {
-            loop {
-                match eventloop.poll().await {
-                    Ok(rumqttc::Event::Incoming(p)) => {
-                        if tx.send(Ev::Packet(p)).is_err() {
-                            break;
-                        }
-                    }
-                    Ok(rumqttc::Event::Outgoing(_)) => {}
-                    Err(e) => {
-                        let _ = tx.send(Ev::Closed(format!("{e:?}")));
-                        break;
-                    }
-                }
-            }
-        });
-        let mut c = Client {
-            client,
-            id: format!("{id} ({via:?})"),
-            events: rx,
-            pending: VecDeque::new(),
-            task,
-            closed: false,
-        };
-        let ack = c
-            .wait_for(RECV_TIMEOUT, "CONNACK", |p| match p {
-                rumqttc::Packet::ConnAck(a) => Some(a.clone()),
-                _ => None,
-            })
-            .await;
-        assert_eq!(ack.code, rumqttc::ConnectReturnCode::Success, "{}", c.id);
-        assert!(!ack.session_present, "{}: clean session", c.id);
-        c
-    }
-
-    async fn next_event(&mut self, timeout: Duration) -> Option<Ev> {
-        if self.closed {
-            return None;
-        }
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            match self.events.try_recv() {
-                Ok(ev) => {
-                    if matches!(ev, Ev::Closed(_)) {
-                        self.closed = true;
-                    }
-                    return Some(ev);
-                }
-                Err(mpsc::TryRecvError::Disconnected) => {
-                    self.closed = true;
-                    return Some(Ev::Closed("event loop task ended".into()));
-                }
-                Err(mpsc::TryRecvError::Empty) => {
-                    if tokio::time::Instant::now() >= deadline {
-                        return None;
-                    }
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
-            }
-        }
-    }
-
-    async fn wait_for<T>(
-        &mut self,
-        timeout: Duration,
-        what: &str,
-        mut f: impl FnMut(&rumqttc::Packet) -> Option<T>,
-    ) -> T {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match self.next_event(left).await {
-                Some(Ev::Packet(p)) => {
-                    if let Some(t) = f(&p) {
-                        return t;
-                    }
-                    if let rumqttc::Packet::Publish(p) = p {
-                        self.pending.push_back(p);
-                    }
-                }
-                Some(Ev::Closed(e)) => {
-                    panic!(
-                        "{}: connection closed while waiting for {what}: {e}",
-                        self.id
-                    )
-                }
-                None => panic!("{}: no {what} within {timeout:?}", self.id),
-            }
-        }
-    }
-
-    /// Subscribes and returns the SUBACK codes.
-    async fn subscribe(&mut self, filter: &str, qos: rumqttc::QoS) -> Vec<u8> {
-        self.client.subscribe(filter, qos).await.unwrap();
-        self.wait_for(RECV_TIMEOUT, "SUBACK", |p| match p {
-            rumqttc::Packet::SubAck(s) => Some(
-                s.return_codes
-                    .iter()
-                    .map(|c| match c {
-                        rumqttc::SubscribeReasonCode::Success(q) => *q as u8,
-                        rumqttc::SubscribeReasonCode::Failure => 0x80,
-                    })
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .await
-    }
-
-    /// Publishes; for QoS 1/2 waits for the PUBACK / PUBCOMP.
-    async fn publish(&mut self, topic: &str, qos: rumqttc::QoS, retain: bool, payload: &[u8]) {
-        self.client
-            .publish(topic, qos, retain, payload.to_vec())
-            .await
-            .unwrap();
-        match qos {
-            rumqttc::QoS::AtMostOnce => {}
-            rumqttc::QoS::AtLeastOnce => {
-                self.wait_for(RECV_TIMEOUT, "PUBACK", |p| {
-                    matches!(p, rumqttc::Packet::PubAck(_)).then_some(())
-                })
-                .await
-            }
-            rumqttc::QoS::ExactlyOnce => {
-                self.wait_for(RECV_TIMEOUT, "PUBCOMP", |p| {
-                    matches!(p, rumqttc::Packet::PubComp(_)).then_some(())
-                })
-                .await
-            }
-        }
-    }
-
-    async fn recv_publish(&mut self) -> rumqttc::Publish {
-        if let Some(p) = self.pending.pop_front() {
-            return p;
-        }
-        self.wait_for(RECV_TIMEOUT, "PUBLISH", |p| match p {
-            rumqttc::Packet::Publish(p) => Some(p.clone()),
-            _ => None,
-        })
-        .await
-    }
-
-    async fn expect_no_publish(&mut self, dur: Duration) {
-        if let Some(p) = self.pending.pop_front() {
-            panic!("{}: unexpected PUBLISH {p:?}", self.id);
-        }
-        let deadline = tokio::time::Instant::now() + dur;
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if left.is_zero() {
-                return;
-            }
-            match self.next_event(left).await {
-                Some(Ev::Packet(rumqttc::Packet::Publish(p))) => {
-                    panic!("{}: unexpected PUBLISH {p:?}", self.id)
-                }
-                Some(Ev::Packet(_)) => {}
-                Some(Ev::Closed(e)) => panic!("{}: closed unexpectedly: {e}", self.id),
-                None => return,
-            }
-        }
-    }
-
-    /// Waits until the broker closes the connection.
-    async fn expect_closed(&mut self, timeout: Duration) {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-            match self.next_event(left).await {
-                Some(Ev::Closed(_)) => return,
-                Some(Ev::Packet(_)) => {}
-                None if self.closed => return,
-                None => panic!("{}: connection not closed within {timeout:?}", self.id),
-            }
-        }
-    }
-
-    /// Drops the socket without DISCONNECT (nor a WebSocket close frame).
-    async fn drop_socket(mut self) {
-        self.task.abort();
-        let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.task).await;
-    }
-
-    async fn disconnect(mut self) {
-        let _ = self.client.disconnect().await;
-        let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.task).await;
-    }
-}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+async fn connect_with(
+    b: &Broker,
+    via: Via,
+    id: &str,
+    last_will: Option<rumqttc::LastWill>,
+) -> MqttClient {
+    let opts = ConnectOpts {
+        will: last_will,
+        ..ConnectOpts::default()
+    };
+    let (c, ack) = MqttClient::connect_via(b, via, id, opts).await;
+    assert_eq!(ack.code, rumqttc::ConnectReturnCode::Success, "{}", c.id);
+    assert!(!ack.session_present, "{}: clean session", c.id);
+    c
 }
 
 /// Asserts one received message.
@@ -934,10 +542,10 @@ fn parse_frame(buf: &[u8]) -> Option<(Frame, usize)> {
 
 /// A fresh raw WebSocket client connects, subscribes, publishes to itself
 /// at QoS 1 and gets the message; a TCP client gets through too.
-fn assert_healthy(b: &mut WsBroker, tag: &str) {
+fn assert_healthy(b: &mut Broker, tag: &str) {
     assert!(b.is_running(), "broker died ({tag})");
     let topic = format!("health/{tag}");
-    let mut c = WsRaw::connect(b.ws_port, &format!("{tag}-health"));
+    let mut c = WsRaw::connect(b.ws_port(), &format!("{tag}-health"));
     c.send_mqtt(&subscribe_packet(1, &[(&topic, QoS::AtLeastOnce)]));
     match c.read_mqtt(RECV_TIMEOUT) {
         Packet::SubAck(s) => assert_eq!(s.codes, vec![1]),
@@ -967,7 +575,7 @@ fn assert_healthy(b: &mut WsBroker, tag: &str) {
             other => panic!("unexpected {other:?}"),
         }
     }
-    let (tcp, _) = RawClient::connect(b.mqtt_port, &format!("{tag}-tcp-health"), true);
+    let (tcp, _) = RawClient::connect(b.port(), &format!("{tag}-tcp-health"), true);
     tcp.disconnect();
 }
 
@@ -979,14 +587,14 @@ fn assert_healthy(b: &mut WsBroker, tag: &str) {
 /// the ready line lists the ws:// URL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ws_pubsub_qos_0_1_2_across_shards() {
-    let b = WsBroker::start();
-    assert_eq!(b.ws_urls, vec![b.ws_url()]);
+    let b = Broker::start_ws();
+    assert_eq!(b.ws_urls(), vec![b.ws_url()]);
     for (ps, ss) in [(0, 1), (1, 0)] {
         let pub_id = client_id_on(ps, &format!("wspub{ps}"));
         let sub_id = client_id_on(ss, &format!("wssub{ss}"));
         assert_ne!(home_shard(&pub_id, SHARDS), home_shard(&sub_id, SHARDS));
-        let mut publ = Client::connect(&b, Via::Ws, &pub_id).await;
-        let mut sub = Client::connect(&b, Via::Ws, &sub_id).await;
+        let mut publ = connect(&b, Via::Ws, &pub_id).await;
+        let mut sub = connect(&b, Via::Ws, &sub_id).await;
         let topic = format!("ws/{ps}/{ss}");
         assert_eq!(sub.subscribe(&topic, q(2)).await, vec![2]);
         for qos in 0..=2u8 {
@@ -1005,14 +613,14 @@ async fn ws_pubsub_qos_0_1_2_across_shards() {
 /// TCP publisher -> WS subscriber and WS publisher -> TCP subscriber.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ws_and_tcp_exchange_messages_both_ways() {
-    let b = WsBroker::start();
+    let b = Broker::start_ws();
     for (pub_via, sub_via) in [(Via::Tcp, Via::Ws), (Via::Ws, Via::Tcp)] {
         let (pub_id, sub_id) = ids_on_different_shards(
             &format!("x{pub_via:?}pub").to_lowercase(),
             &format!("x{sub_via:?}sub").to_lowercase(),
         );
-        let mut publ = Client::connect(&b, pub_via, &pub_id).await;
-        let mut sub = Client::connect(&b, sub_via, &sub_id).await;
+        let mut publ = connect(&b, pub_via, &pub_id).await;
+        let mut sub = connect(&b, sub_via, &sub_id).await;
         let topic = format!("mixed/{pub_via:?}-to-{sub_via:?}");
         assert_eq!(sub.subscribe("mixed/#", q(2)).await, vec![2]);
         for qos in 0..=2u8 {
@@ -1032,14 +640,14 @@ async fn ws_and_tcp_exchange_messages_both_ways() {
 /// reaches a WS and a TCP subscriber intact; and back from TCP to WS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ws_256_kib_message() {
-    let b = WsBroker::start();
+    let b = Broker::start_ws();
     let payload: Vec<u8> = (0..256 * 1024u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     let (pub_id, sub_id) = ids_on_different_shards("bigpub", "bigsub");
-    let mut publ = Client::connect(&b, Via::Ws, &pub_id).await;
-    let mut ws_sub = Client::connect(&b, Via::Ws, &sub_id).await;
-    let mut tcp_sub = Client::connect(&b, Via::Tcp, "bigsub-tcp").await;
+    let mut publ = connect(&b, Via::Ws, &pub_id).await;
+    let mut ws_sub = connect(&b, Via::Ws, &sub_id).await;
+    let mut tcp_sub = connect(&b, Via::Tcp, "bigsub-tcp").await;
     assert_eq!(ws_sub.subscribe("big/#", q(1)).await, vec![1]);
     assert_eq!(tcp_sub.subscribe("big/#", q(1)).await, vec![1]);
 
@@ -1073,15 +681,15 @@ async fn ws_256_kib_message() {
 /// (to a WS and a TCP subscriber), and not after a clean DISCONNECT.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ws_will_on_socket_drop() {
-    let b = WsBroker::start();
+    let b = Broker::start_ws();
     let (dying_id, sub_id) = ids_on_different_shards("wsdying", "wswatch");
-    let mut ws_sub = Client::connect(&b, Via::Ws, &sub_id).await;
-    let mut tcp_sub = Client::connect(&b, Via::Tcp, "wswatch-tcp").await;
+    let mut ws_sub = connect(&b, Via::Ws, &sub_id).await;
+    let mut tcp_sub = connect(&b, Via::Tcp, "wswatch-tcp").await;
     assert_eq!(ws_sub.subscribe("will/#", q(1)).await, vec![1]);
     assert_eq!(tcp_sub.subscribe("will/#", q(1)).await, vec![1]);
 
     let w = rumqttc::LastWill::new("will/ws", "gone", q(1), false);
-    let dying = Client::connect_with(&b, Via::Ws, &dying_id, Some(w)).await;
+    let dying = connect_with(&b, Via::Ws, &dying_id, Some(w)).await;
     dying.drop_socket().await;
     assert_msg(
         &ws_sub.recv_publish().await,
@@ -1099,7 +707,7 @@ async fn ws_will_on_socket_drop() {
     );
 
     let w = rumqttc::LastWill::new("will/ws", "must not appear", q(1), false);
-    let polite = Client::connect_with(&b, Via::Ws, &dying_id, Some(w)).await;
+    let polite = connect_with(&b, Via::Ws, &dying_id, Some(w)).await;
     polite.disconnect().await;
     ws_sub.expect_no_publish(Duration::from_millis(500)).await;
     tcp_sub.expect_no_publish(Duration::from_millis(100)).await;
@@ -1109,19 +717,19 @@ async fn ws_will_on_socket_drop() {
 /// and TCP subscribers, and one published over TCP to a later WS one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ws_retained_messages() {
-    let b = WsBroker::start();
-    let mut ws_pub = Client::connect(&b, Via::Ws, "ret-ws-pub").await;
+    let b = Broker::start_ws();
+    let mut ws_pub = connect(&b, Via::Ws, "ret-ws-pub").await;
     ws_pub.publish("ret/ws", q(1), true, b"kept-ws").await;
-    let mut tcp_pub = Client::connect(&b, Via::Tcp, "ret-tcp-pub").await;
+    let mut tcp_pub = connect(&b, Via::Tcp, "ret-tcp-pub").await;
     tcp_pub.publish("ret/tcp", q(2), true, b"kept-tcp").await;
 
     for (via, id) in [(Via::Ws, "ret-ws-sub"), (Via::Tcp, "ret-tcp-sub")] {
-        let mut sub = Client::connect(&b, via, id).await;
+        let mut sub = connect(&b, via, id).await;
         assert_eq!(sub.subscribe("ret/ws", q(1)).await, vec![1]);
         assert_msg(&sub.recv_publish().await, "ret/ws", b"kept-ws", q(1), true);
         sub.disconnect().await;
     }
-    let mut sub = Client::connect(&b, Via::Ws, "ret-ws-sub2").await;
+    let mut sub = connect(&b, Via::Ws, "ret-ws-sub2").await;
     assert_eq!(sub.subscribe("ret/tcp", q(2)).await, vec![2]);
     assert_msg(
         &sub.recv_publish().await,
@@ -1138,15 +746,15 @@ async fn ws_retained_messages() {
 /// Same client id over the other transport: the second CONNECT closes the
 /// first connection, and the new one works.
 async fn takeover(first: Via, second: Via) {
-    let b = WsBroker::start();
+    let b = Broker::start_ws();
     let id = format!("take-{first:?}-{second:?}").to_lowercase();
-    let mut watcher = Client::connect(&b, Via::Tcp, "take-watch").await;
+    let mut watcher = connect(&b, Via::Tcp, "take-watch").await;
     assert_eq!(watcher.subscribe("take/#", q(1)).await, vec![1]);
 
     let w = rumqttc::LastWill::new("take/will", "first died", q(1), false);
-    let mut old = Client::connect_with(&b, first, &id, Some(w)).await;
+    let mut old = connect_with(&b, first, &id, Some(w)).await;
     assert_eq!(old.subscribe("take/old", q(1)).await, vec![1]);
-    let mut new = Client::connect(&b, second, &id).await;
+    let mut new = connect(&b, second, &id).await;
     old.expect_closed(RECV_TIMEOUT).await;
 
     assert_eq!(new.subscribe("take/new", q(1)).await, vec![1]);
@@ -1179,10 +787,10 @@ async fn takeover_ws_then_tcp_closes_ws() {
 /// SIGTERM with WS clients connected: the broker exits 0 promptly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_ws_clients_exits_cleanly() {
-    let mut b = WsBroker::start();
-    let _a = Client::connect(&b, Via::Ws, "term-a").await;
-    let _raw = WsRaw::connect(b.ws_port, "term-b");
-    let half = WsRaw::open(b.ws_port); // mid-handshake
+    let mut b = Broker::start_ws();
+    let _a = connect(&b, Via::Ws, "term-a").await;
+    let _raw = WsRaw::connect(b.ws_port(), "term-b");
+    let half = WsRaw::open(b.ws_port()); // mid-handshake
     let status = b.stop(Duration::from_secs(10));
     drop(half);
     let status = status.expect("broker did not exit within 10 s of SIGTERM");
@@ -1195,9 +803,9 @@ async fn sigterm_with_ws_clients_exits_cleanly() {
 
 #[test]
 fn handshake_accept_key_and_server_frames() {
-    let mut b = WsBroker::start();
+    let mut b = Broker::start_ws();
     // The RFC 6455 example.
-    let (_c, resp) = WsRaw::request(b.ws_port, &upgrade_request("/mqtt", &[]));
+    let (_c, resp) = WsRaw::request(b.ws_port(), &upgrade_request("/mqtt", &[]));
     assert_eq!(resp.status, 101, "{resp:?}");
     assert_eq!(resp.header("Sec-WebSocket-Accept"), Some(RFC_ACCEPT));
     assert!(resp
@@ -1212,7 +820,7 @@ fn handshake_accept_key_and_server_frames() {
         "GET /mqtt?x=1 HTTP/1.1\r\nsec-websocket-key: {key}\r\nhost: 127.0.0.1\r\n\
          connection: keep-alive, Upgrade\r\nupgrade: WebSocket\r\nsec-websocket-version: 13\r\n\r\n"
     );
-    let (mut c, resp) = WsRaw::request(b.ws_port, &req);
+    let (mut c, resp) = WsRaw::request(b.ws_port(), &req);
     assert_eq!(resp.status, 101, "{resp:?}");
     assert_eq!(
         resp.header("Sec-WebSocket-Accept"),
@@ -1237,7 +845,7 @@ fn handshake_accept_key_and_server_frames() {
 /// one offered; none offered → no header, and MQTT is still served.
 #[test]
 fn handshake_subprotocol_echo() {
-    let mut b = WsBroker::start();
+    let mut b = Broker::start_ws();
     for (offer, want) in [
         ("mqtt", "mqtt"),
         ("mqttv3.1", "mqttv3.1"),
@@ -1245,7 +853,7 @@ fn handshake_subprotocol_echo() {
         ("foo,mqttv3.1, mqtt", "mqttv3.1"),
     ] {
         let (_c, resp) = WsRaw::request(
-            b.ws_port,
+            b.ws_port(),
             &upgrade_request("/mqtt", &[("Sec-WebSocket-Protocol", Some(offer))]),
         );
         assert_eq!(resp.status, 101, "offer {offer:?}: {resp:?}");
@@ -1257,7 +865,7 @@ fn handshake_subprotocol_echo() {
         );
     }
     // No sub-protocol offered: upgraded without the header, MQTT works.
-    let (mut c, resp) = WsRaw::request(b.ws_port, &upgrade_request("/mqtt", &[]));
+    let (mut c, resp) = WsRaw::request(b.ws_port(), &upgrade_request("/mqtt", &[]));
     assert_eq!(resp.status, 101, "{resp:?}");
     assert_eq!(resp.header("Sec-WebSocket-Protocol"), None, "{resp:?}");
     c.send_mqtt(&Packet::Connect(Box::new(connect_packet(
@@ -1289,10 +897,10 @@ fn assert_refused(port: u16, request: &str, status: u16) -> HttpResponse {
 
 #[test]
 fn handshake_wrong_version_is_426_with_version_header() {
-    let mut b = WsBroker::start();
+    let mut b = Broker::start_ws();
     for version in [Some("8"), Some("14"), None] {
         let req = upgrade_request("/mqtt", &[("Sec-WebSocket-Version", version)]);
-        let resp = assert_refused(b.ws_port, &req, 426);
+        let resp = assert_refused(b.ws_port(), &req, 426);
         assert_eq!(
             resp.header("Sec-WebSocket-Version"),
             Some("13"),
@@ -1304,7 +912,7 @@ fn handshake_wrong_version_is_426_with_version_header() {
 
 #[test]
 fn handshake_bad_key_is_400() {
-    let mut b = WsBroker::start();
+    let mut b = Broker::start_ws();
     for key in [
         Some("abc"),                          // not base64 of 16 bytes
         Some("AAAAAAAAAAAAAAAAAAAAAAAAAA=="), // 19 bytes
@@ -1312,7 +920,7 @@ fn handshake_bad_key_is_400() {
         None,
     ] {
         let req = upgrade_request("/mqtt", &[("Sec-WebSocket-Key", key)]);
-        let resp = assert_refused(b.ws_port, &req, 400);
+        let resp = assert_refused(b.ws_port(), &req, 400);
         assert!(resp.head.starts_with("HTTP/1.1 400"), "key {key:?}");
     }
     assert_healthy(&mut b, "key400");
@@ -1320,18 +928,18 @@ fn handshake_bad_key_is_400() {
 
 #[test]
 fn handshake_unknown_path_is_404() {
-    let mut b = WsBroker::start();
+    let mut b = Broker::start_ws();
     for path in ["/nope", "/mqtt/x", "/MQTT", "/"] {
-        assert_refused(b.ws_port, &upgrade_request(path, &[]), 404);
+        assert_refused(b.ws_port(), &upgrade_request(path, &[]), 404);
     }
     assert_healthy(&mut b, "p404");
 }
 
 #[test]
 fn handshake_plain_http_is_400() {
-    let mut b = WsBroker::start();
+    let mut b = Broker::start_ws();
     let resp = assert_refused(
-        b.ws_port,
+        b.ws_port(),
         "GET /mqtt HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: */*\r\n\r\n",
         400,
     );
@@ -1342,7 +950,7 @@ fn handshake_plain_http_is_400() {
     );
     // Raw MQTT bytes on the WebSocket port are refused at once, not left
     // waiting for the handshake timeout.
-    let mut c = WsRaw::open(b.ws_port);
+    let mut c = WsRaw::open(b.ws_port());
     let started = Instant::now();
     c.send(&encode(&Packet::Connect(Box::new(connect_packet(
         "raw-on-ws",
@@ -1362,13 +970,13 @@ fn handshake_plain_http_is_400() {
 
 #[test]
 fn handshake_headers_over_8_kib_is_431() {
-    let mut b = WsBroker::start();
+    let mut b = Broker::start_ws();
     // A complete request whose head is over 8 KiB.
     let big = "a".repeat(9000);
     let req = upgrade_request("/mqtt", &[("X-Filler", Some(&big))]);
-    assert_refused(b.ws_port, &req, 431);
+    assert_refused(b.ws_port(), &req, 431);
     // A head that is still unfinished at 8 KiB.
-    let mut c = WsRaw::open(b.ws_port);
+    let mut c = WsRaw::open(b.ws_port());
     let mut partial = upgrade_request("/mqtt", &[]);
     partial.truncate(partial.len() - 2); // no blank line
     c.send(partial.as_bytes());
@@ -1381,17 +989,17 @@ fn handshake_headers_over_8_kib_is_431() {
     // Just under the limit is still served.
     let ok = upgrade_request("/mqtt", &[("X-Filler", Some(&"c".repeat(7800)))]);
     assert!(ok.len() < 8192);
-    let (_c, resp) = WsRaw::request(b.ws_port, &ok);
+    let (_c, resp) = WsRaw::request(b.ws_port(), &ok);
     assert_eq!(resp.status, 101, "{resp:?}");
     assert_healthy(&mut b, "h431");
 }
 
 #[test]
 fn handshake_timeout_closes_the_connection() {
-    let mut b = WsBroker::start_with(&["--ws-handshake-timeout", "1"]);
+    let mut b = Broker::start_ws_with(&["--ws-handshake-timeout", "1"]);
     // Nothing sent at all, and a request left unfinished.
-    let mut silent = WsRaw::open(b.ws_port);
-    let mut partial = WsRaw::open(b.ws_port);
+    let mut silent = WsRaw::open(b.ws_port());
+    let mut partial = WsRaw::open(b.ws_port());
     let started = Instant::now();
     partial.send(b"GET /mqtt HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n");
     for c in [&mut silent, &mut partial] {
@@ -1409,7 +1017,7 @@ fn handshake_timeout_closes_the_connection() {
     );
     assert!(took < Duration::from_secs(4), "closed after {took:?}");
     // A handshake that completes in time is not cut by the timer later.
-    let mut c = WsRaw::connect(b.ws_port, "slow-ok");
+    let mut c = WsRaw::connect(b.ws_port(), "slow-ok");
     std::thread::sleep(Duration::from_millis(1500));
     c.send_mqtt(&Packet::PingReq);
     assert!(matches!(c.read_mqtt(RECV_TIMEOUT), Packet::PingResp));
@@ -1418,9 +1026,9 @@ fn handshake_timeout_closes_the_connection() {
 
 #[test]
 fn handshake_origin_allow_list() {
-    let mut b = WsBroker::start_with(&["--ws-allowed-origin", "http://good.example"]);
+    let mut b = Broker::start_ws_with(&["--ws-allowed-origin", "http://good.example"]);
     let evil = upgrade_request("/mqtt", &[("Origin", Some("http://evil.example"))]);
-    assert_refused(b.ws_port, &evil, 403);
+    assert_refused(b.ws_port(), &evil, 403);
     for origin in [
         Some("http://good.example"),
         Some("HTTP://GOOD.EXAMPLE"),
@@ -1430,7 +1038,7 @@ fn handshake_origin_allow_list() {
             "/mqtt",
             &[("Origin", origin), ("Sec-WebSocket-Protocol", Some("mqtt"))],
         );
-        let (_c, resp) = WsRaw::request(b.ws_port, &req);
+        let (_c, resp) = WsRaw::request(b.ws_port(), &req);
         assert_eq!(resp.status, 101, "origin {origin:?}: {resp:?}");
     }
     assert_healthy(&mut b, "origin");
@@ -1439,9 +1047,9 @@ fn handshake_origin_allow_list() {
 /// `GET /` is the built-in page; `--no-ws-page` turns it off.
 #[test]
 fn get_root_serves_the_page() {
-    let mut b = WsBroker::start();
+    let mut b = Broker::start_ws();
     let (mut c, resp) = WsRaw::request(
-        b.ws_port,
+        b.ws_port(),
         "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/html\r\n\r\n",
     );
     assert_eq!(resp.status, 200, "{resp:?}");
@@ -1456,21 +1064,21 @@ fn get_root_serves_the_page() {
     c.read_to_close(CLOSE_TIMEOUT);
     assert_healthy(&mut b, "page");
 
-    let b2 = WsBroker::start_with(&["--no-ws-page"]);
-    let (_c, resp) = WsRaw::request(b2.ws_port, "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    let b2 = Broker::start_ws_with(&["--no-ws-page"]);
+    let (_c, resp) = WsRaw::request(b2.ws_port(), "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
     assert_eq!(resp.status, 400, "--no-ws-page: {resp:?}");
 }
 
 /// The upgrade request and the first frames in one TCP segment.
 #[test]
 fn upgrade_request_and_connect_in_one_write() {
-    let mut b = WsBroker::start();
+    let mut b = Broker::start_ws();
     let mut bytes =
         upgrade_request("/mqtt", &[("Sec-WebSocket-Protocol", Some("mqtt"))]).into_bytes();
     bytes.extend(binary(&encode(&Packet::Connect(Box::new(connect_packet(
         "eager", true, 30, None,
     ))))));
-    let mut c = WsRaw::open(b.ws_port);
+    let mut c = WsRaw::open(b.ws_port());
     c.send(&bytes);
     let resp = c.read_response(RECV_TIMEOUT);
     assert_eq!(resp.status, 101, "{resp:?}");
@@ -1487,8 +1095,8 @@ fn upgrade_request_and_connect_in_one_write() {
 
 /// Connects over WS, sends `bad`, expects close `code` then EOF, then
 /// checks the broker with fresh clients.
-fn frame_error_case(b: &mut WsBroker, tag: &str, bad: &[u8], code: u16) {
-    let mut c = WsRaw::connect(b.ws_port, tag);
+fn frame_error_case(b: &mut Broker, tag: &str, bad: &[u8], code: u16) {
+    let mut c = WsRaw::connect(b.ws_port(), tag);
     c.send(bad);
     c.expect_close(code);
     assert_healthy(b, tag);
@@ -1496,9 +1104,9 @@ fn frame_error_case(b: &mut WsBroker, tag: &str, bad: &[u8], code: u16) {
 
 #[test]
 fn frame_unmasked_is_1002() {
-    let mut b = WsBroker::start();
+    let mut b = Broker::start_ws();
     // Before CONNECT: the CONNECT itself unmasked.
-    let mut c = WsRaw::upgrade(b.ws_port);
+    let mut c = WsRaw::upgrade(b.ws_port());
     c.send(&frame(
         true,
         0,
@@ -1516,13 +1124,13 @@ fn frame_unmasked_is_1002() {
 
 #[test]
 fn frame_text_is_1003() {
-    let mut b = WsBroker::start();
+    let mut b = Broker::start_ws();
     frame_error_case(&mut b, "text", &cframe(0x1, b"hello"), 1003);
 }
 
 #[test]
 fn frame_rsv1_is_1002() {
-    let mut b = WsBroker::start();
+    let mut b = Broker::start_ws();
     let ping = encode(&Packet::PingReq);
     let bad = frame(true, 0b100, 0x2, &ping, Some(next_mask()));
     frame_error_case(&mut b, "rsv1", &bad, 1002);
@@ -1530,26 +1138,26 @@ fn frame_rsv1_is_1002() {
 
 #[test]
 fn frame_ping_over_125_bytes_is_1002() {
-    let mut b = WsBroker::start();
+    let mut b = Broker::start_ws();
     frame_error_case(&mut b, "bigping", &cframe(0x9, &[0x55; 130]), 1002);
 }
 
 #[test]
 fn frame_fragmented_ping_is_1002() {
-    let mut b = WsBroker::start();
+    let mut b = Broker::start_ws();
     let bad = frame(false, 0, 0x9, b"frag", Some(next_mask()));
     frame_error_case(&mut b, "fragping", &bad, 1002);
 }
 
 #[test]
 fn frame_unknown_opcode_is_1002() {
-    let mut b = WsBroker::start();
+    let mut b = Broker::start_ws();
     frame_error_case(&mut b, "op3", &cframe(0x3, b"?"), 1002);
 }
 
 #[test]
 fn frame_message_over_max_is_1009() {
-    let mut b = WsBroker::start_with(&["--ws-max-message", "1024"]);
+    let mut b = Broker::start_ws_with(&["--ws-max-message", "1024"]);
     // One frame over the limit (a well-formed PUBLISH of 2000 bytes).
     let big = encode(&publish_packet(
         "big",
@@ -1565,7 +1173,7 @@ fn frame_message_over_max_is_1009() {
     bad.extend(frame(true, 0, 0x0, &big[700..1400], Some(next_mask())));
     frame_error_case(&mut b, "big2", &bad, 1009);
     // Up to the limit is fine.
-    let mut c = WsRaw::connect(b.ws_port, "fits");
+    let mut c = WsRaw::connect(b.ws_port(), "fits");
     let fits = encode(&publish_packet(
         "fits",
         QoS::AtLeastOnce,
@@ -1584,8 +1192,8 @@ fn frame_message_over_max_is_1009() {
 
 #[test]
 fn ping_is_answered_with_pong_of_same_payload() {
-    let mut b = WsBroker::start();
-    let mut c = WsRaw::connect(b.ws_port, "pinger");
+    let mut b = Broker::start_ws();
+    let mut c = WsRaw::connect(b.ws_port(), "pinger");
     for payload in [&b""[..], b"hello-ping", &[0xAB; 125][..]] {
         c.send(&cframe(0x9, payload));
         match c.read_frame(RECV_TIMEOUT) {
@@ -1608,9 +1216,9 @@ fn ping_is_answered_with_pong_of_same_payload() {
 /// without DISCONNECT first the will is published, with it not.
 #[test]
 fn close_is_echoed_and_counts_as_abnormal_without_disconnect() {
-    let mut b = WsBroker::start();
+    let mut b = Broker::start_ws();
     let (watch_id, id) = ids_on_different_shards("closewatch", "closer");
-    let mut watcher = WsRaw::connect(b.ws_port, &watch_id);
+    let mut watcher = WsRaw::connect(b.ws_port(), &watch_id);
     watcher.send_mqtt(&subscribe_packet(1, &[("close/#", QoS::AtLeastOnce)]));
     assert!(matches!(watcher.read_mqtt(RECV_TIMEOUT), Packet::SubAck(_)));
 
@@ -1621,7 +1229,7 @@ fn close_is_echoed_and_counts_as_abnormal_without_disconnect() {
             QoS::AtMostOnce,
             false,
         );
-        let mut c = WsRaw::connect_with(b.ws_port, connect_packet(&id, true, 30, Some(w)));
+        let mut c = WsRaw::connect_with(b.ws_port(), connect_packet(&id, true, 30, Some(w)));
         c.send(&cframe(0x8, &close_payload(code)));
         c.expect_close(code);
         match watcher.read_mqtt(RECV_TIMEOUT) {
@@ -1633,7 +1241,7 @@ fn close_is_echoed_and_counts_as_abnormal_without_disconnect() {
         }
     }
     // A close without a code is answered (1000 or empty) too.
-    let mut c = WsRaw::connect(b.ws_port, "closer-empty");
+    let mut c = WsRaw::connect(b.ws_port(), "closer-empty");
     c.send(&cframe(0x8, b""));
     match c.read_frame(CLOSE_TIMEOUT) {
         FrameOutcome::Frame(f) if f.opcode == 0x8 => {
@@ -1647,9 +1255,9 @@ fn close_is_echoed_and_counts_as_abnormal_without_disconnect() {
 
 /// Watcher subscribed to `close/#` over WS, plus a client id on the other
 /// shard for the client that closes.
-fn close_watcher(b: &WsBroker, tag: &str) -> (WsRaw, String) {
+fn close_watcher(b: &Broker, tag: &str) -> (WsRaw, String) {
     let (watch_id, id) = ids_on_different_shards(&format!("{tag}w"), &format!("{tag}c"));
-    let mut watcher = WsRaw::connect(b.ws_port, &watch_id);
+    let mut watcher = WsRaw::connect(b.ws_port(), &watch_id);
     watcher.send_mqtt(&subscribe_packet(1, &[("close/#", QoS::AtLeastOnce)]));
     assert!(matches!(watcher.read_mqtt(RECV_TIMEOUT), Packet::SubAck(_)));
     (watcher, id)
@@ -1673,10 +1281,10 @@ fn expect_end_after_disconnect(c: &mut WsRaw) {
 /// DISCONNECT, then (in a later write) a close frame: no will.
 #[test]
 fn disconnect_then_close_in_separate_writes_suppresses_will() {
-    let mut b = WsBroker::start();
+    let mut b = Broker::start_ws();
     let (mut watcher, id) = close_watcher(&b, "dsep");
     let w = will("close/will", b"not this one", QoS::AtMostOnce, false);
-    let mut c = WsRaw::connect_with(b.ws_port, connect_packet(&id, true, 30, Some(w)));
+    let mut c = WsRaw::connect_with(b.ws_port(), connect_packet(&id, true, 30, Some(w)));
     c.send(&binary(&[0xE0, 0x00]));
     std::thread::sleep(Duration::from_millis(200));
     c.send(&cframe(0x8, &close_payload(1000)));
@@ -1690,10 +1298,10 @@ fn disconnect_then_close_in_separate_writes_suppresses_will() {
 /// first, so no will may be published.
 #[test]
 fn disconnect_then_close_in_one_write_suppresses_will() {
-    let mut b = WsBroker::start();
+    let mut b = Broker::start_ws();
     let (mut watcher, id) = close_watcher(&b, "done");
     let w = will("close/will", b"not this one", QoS::AtMostOnce, false);
-    let mut c = WsRaw::connect_with(b.ws_port, connect_packet(&id, true, 30, Some(w)));
+    let mut c = WsRaw::connect_with(b.ws_port(), connect_packet(&id, true, 30, Some(w)));
     let mut both = binary(&[0xE0, 0x00]);
     both.extend(cframe(0x8, &close_payload(1000)));
     c.send(&both);
@@ -1706,9 +1314,9 @@ fn disconnect_then_close_in_one_write_suppresses_will() {
 /// before the close, is still delivered.
 #[test]
 fn publish_then_close_in_one_write_is_delivered() {
-    let mut b = WsBroker::start();
+    let mut b = Broker::start_ws();
     let (mut watcher, id) = close_watcher(&b, "pcl");
-    let mut c = WsRaw::connect(b.ws_port, &id);
+    let mut c = WsRaw::connect(b.ws_port(), &id);
     let mut both = binary(&encode(&publish_packet(
         "close/last-words",
         QoS::AtMostOnce,
@@ -1733,8 +1341,8 @@ fn publish_then_close_in_one_write_is_delivered() {
 /// A close frame before CONNECT is echoed too.
 #[test]
 fn close_before_connect_is_echoed() {
-    let mut b = WsBroker::start();
-    let mut c = WsRaw::upgrade(b.ws_port);
+    let mut b = Broker::start_ws();
+    let mut c = WsRaw::upgrade(b.ws_port());
     c.send(&cframe(0x8, &close_payload(1001)));
     c.expect_close(1001);
     assert_healthy(&mut b, "close-pre");
@@ -1744,8 +1352,8 @@ fn close_before_connect_is_echoed() {
 /// answered with pongs [RFC 6455 5.5.2: "as soon as is practical"].
 #[test]
 fn ping_before_connect_is_answered() {
-    let mut b = WsBroker::start();
-    let mut c = WsRaw::upgrade(b.ws_port);
+    let mut b = Broker::start_ws();
+    let mut c = WsRaw::upgrade(b.ws_port());
     c.send(&cframe(0x9, b"early"));
     match c.read_frame(Duration::from_secs(2)) {
         FrameOutcome::Frame(f) => {
@@ -1762,7 +1370,7 @@ fn ping_before_connect_is_answered() {
         30,
         None,
     ))));
-    let mut c = WsRaw::upgrade(b.ws_port);
+    let mut c = WsRaw::upgrade(b.ws_port());
     c.send(&frame(false, 0, 0x2, &connect[..4], Some(next_mask())));
     c.send(&cframe(0x9, b"mid"));
     std::thread::sleep(Duration::from_millis(100));
@@ -1792,7 +1400,7 @@ fn ping_before_connect_is_answered() {
 /// between), and several packets in one frame.
 #[test]
 fn connect_split_over_three_frames() {
-    let mut b = WsBroker::start();
+    let mut b = Broker::start_ws();
     let connect = encode(&Packet::Connect(Box::new(connect_packet(
         "split-connect",
         true,
@@ -1803,7 +1411,7 @@ fn connect_split_over_three_frames() {
     let (p2, p3) = rest.split_at(rest.len() / 2);
 
     // Three binary messages.
-    let mut c = WsRaw::upgrade(b.ws_port);
+    let mut c = WsRaw::upgrade(b.ws_port());
     for part in [p1, p2, p3] {
         c.send(&binary(part));
         std::thread::sleep(Duration::from_millis(50));
@@ -1814,7 +1422,7 @@ fn connect_split_over_three_frames() {
     }
     // One message: binary(FIN=0), ping, continuation(FIN=0), continuation(FIN=1);
     // the ping between fragments must not disturb the reassembly.
-    let mut c = WsRaw::upgrade(b.ws_port);
+    let mut c = WsRaw::upgrade(b.ws_port());
     c.send(&frame(false, 0, 0x2, p1, Some(next_mask())));
     c.send(&cframe(0x9, b"mid"));
     std::thread::sleep(Duration::from_millis(50));
@@ -1831,7 +1439,7 @@ fn connect_split_over_three_frames() {
 
 #[test]
 fn connect_and_subscribe_in_one_frame() {
-    let mut b = WsBroker::start();
+    let mut b = Broker::start_ws();
     let mut bytes = encode(&Packet::Connect(Box::new(connect_packet(
         "one-frame",
         true,
@@ -1850,7 +1458,7 @@ fn connect_and_subscribe_in_one_frame() {
         false,
         b"to myself",
     )));
-    let mut c = WsRaw::upgrade(b.ws_port);
+    let mut c = WsRaw::upgrade(b.ws_port());
     c.send(&binary(&bytes));
     match c.read_mqtt(RECV_TIMEOUT) {
         Packet::ConnAck(a) => assert_eq!(a.code, 0),
@@ -1879,15 +1487,15 @@ fn connect_and_subscribe_in_one_frame() {
 /// Raw TCP and raw WS clients with the same id: the TCP one is closed.
 #[test]
 fn raw_takeover_tcp_by_ws() {
-    let mut b = WsBroker::start();
+    let mut b = Broker::start_ws();
     let id = client_id_on(1, "rawtake");
-    let (mut tcp, _) = RawClient::connect(b.mqtt_port, &id, true);
-    let mut ws = WsRaw::connect(b.ws_port, &id);
+    let (mut tcp, _) = RawClient::connect(b.port(), &id, true);
+    let mut ws = WsRaw::connect(b.ws_port(), &id);
     tcp.expect_closed(RECV_TIMEOUT);
     ws.send_mqtt(&Packet::PingReq);
     assert!(matches!(ws.read_mqtt(RECV_TIMEOUT), Packet::PingResp));
     // And back: a TCP CONNECT closes the WS one (close frame, then EOF).
-    let (mut tcp2, _) = RawClient::connect(b.mqtt_port, &id, true);
+    let (mut tcp2, _) = RawClient::connect(b.port(), &id, true);
     match ws.read_frame(RECV_TIMEOUT) {
         FrameOutcome::Frame(f) => assert_eq!(f.opcode, 0x8, "expected a close: {f:?}"),
         FrameOutcome::Closed => {}
@@ -1903,10 +1511,10 @@ fn raw_takeover_tcp_by_ws() {
 /// port) and both paths upgrade and serve MQTT.
 #[test]
 fn two_ws_paths_on_one_port() {
-    let mut b = WsBroker::start_with(&["--listen", "ws://127.0.0.1:0/alt"]);
-    let port = b.ws_port;
+    let mut b = Broker::start_ws_with(&["--listen", "ws://127.0.0.1:0/alt"]);
+    let port = b.ws_port();
     assert_eq!(
-        b.ws_urls,
+        b.ws_urls(),
         vec![
             format!("ws://127.0.0.1:{port}/mqtt"),
             format!("ws://127.0.0.1:{port}/alt")

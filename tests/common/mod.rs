@@ -39,6 +39,9 @@ static BROKER_SEQ: AtomicUsize = AtomicUsize::new(0);
 pub struct Broker {
     child: Option<Child>,
     port: u16,
+    /// The `ws://` URLs of the ready line, in order (empty without a
+    /// WebSocket listener).
+    ws_urls: Vec<String>,
     stderr_path: PathBuf,
 }
 
@@ -50,6 +53,27 @@ impl Broker {
 
     /// Same, with extra command-line arguments.
     pub fn start_with(extra: &[&str]) -> Broker {
+        Broker::spawn(&[], extra)
+    }
+
+    /// Starts the broker with a WebSocket listener too
+    /// (`--listen ws://127.0.0.1:0/mqtt`), then `extra`.
+    pub fn start_ws() -> Broker {
+        Broker::start_ws_with(&[])
+    }
+
+    /// Same as `start_ws`, with extra command-line arguments.
+    pub fn start_ws_with(extra: &[&str]) -> Broker {
+        let b = Broker::spawn(&["--listen", "ws://127.0.0.1:0/mqtt"], extra);
+        assert!(
+            !b.ws_urls.is_empty(),
+            "ready line lacks a ws:// URL: {:?}",
+            b.ws_urls
+        );
+        b
+    }
+
+    fn spawn(listeners: &[&str], extra: &[&str]) -> Broker {
         let seq = BROKER_SEQ.fetch_add(1, Ordering::SeqCst);
         let stderr_path = std::env::temp_dir().join(format!(
             "ringmq-e2e-{}-{}-{}.log",
@@ -62,14 +86,9 @@ impl Broker {
         ));
         let stderr_file = File::create(&stderr_path).expect("create broker stderr log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_ringmq"))
-            .args([
-                "--listen",
-                "mqtt://127.0.0.1:0",
-                "--shards",
-                "2",
-                "--log-level",
-                "debug",
-            ])
+            .args(["--listen", "mqtt://127.0.0.1:0"])
+            .args(listeners)
+            .args(["--shards", "2", "--log-level", "debug"])
             .args(extra)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -91,15 +110,17 @@ impl Broker {
 
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut seen = Vec::new();
-        let port = loop {
+        let (port, ws_urls) = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
                     if let Some(rest) = line.strip_prefix("ready ") {
-                        let port = parse_ready(rest).unwrap_or_else(|| {
+                        let parsed = parse_ready(rest).unwrap_or_else(|| {
+                            let _ = child.kill();
+                            let _ = child.wait();
                             panic!("unparsable ready line {line:?}");
                         });
-                        break port;
+                        break parsed;
                     }
                     seen.push(line);
                 }
@@ -117,12 +138,34 @@ impl Broker {
         Broker {
             child: Some(child),
             port,
+            ws_urls,
             stderr_path,
         }
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The `ws://` URLs listed in the ready line.
+    pub fn ws_urls(&self) -> &[String] {
+        &self.ws_urls
+    }
+
+    /// The port of the first WebSocket listener; panics without one.
+    pub fn ws_port(&self) -> u16 {
+        let url = self.ws_urls.first().expect("broker has no ws:// listener");
+        url["ws://".len()..]
+            .split('/')
+            .next()
+            .and_then(|hp| hp.rsplit(':').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no port in {url:?}"))
+    }
+
+    /// `ws://127.0.0.1:PORT/mqtt` for the first WebSocket listener.
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}/mqtt", self.ws_port())
     }
 
     pub fn addr(&self) -> String {
@@ -165,10 +208,22 @@ impl Broker {
     }
 }
 
-fn parse_ready(rest: &str) -> Option<u16> {
-    // "mqtt://127.0.0.1:PORT shards=2"
-    let url = rest.split_whitespace().next()?;
-    url.rsplit(':').next()?.parse().ok()
+/// "mqtt://127.0.0.1:P1 [ws://127.0.0.1:P2/mqtt ...] shards=2" -> the
+/// mqtt port and the ws:// URLs.
+fn parse_ready(rest: &str) -> Option<(u16, Vec<String>)> {
+    if !rest.ends_with("shards=2") {
+        return None;
+    }
+    let mut port = None;
+    let mut ws_urls = Vec::new();
+    for word in rest.split_whitespace() {
+        if let Some(addr) = word.strip_prefix("mqtt://") {
+            port = addr.rsplit(':').next().and_then(|p| p.parse().ok());
+        } else if word.starts_with("ws://") {
+            ws_urls.push(word.to_string());
+        }
+    }
+    Some((port?, ws_urls))
 }
 
 impl Drop for Broker {
@@ -234,6 +289,14 @@ pub struct MqttClient {
     closed: bool,
 }
 
+/// Which of the broker's listeners a rumqttc client connects to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Tcp,
+    /// rumqttc's `Transport::Ws` to `Broker::ws_url()`.
+    Ws,
+}
+
 pub struct ConnectOpts {
     pub clean: bool,
     pub keep_alive: Duration,
@@ -264,7 +327,34 @@ impl MqttClient {
         id: &str,
         opts: ConnectOpts,
     ) -> (MqttClient, rumqttc::ConnAck) {
-        let mut o = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
+        let o = rumqttc::MqttOptions::new(id, "127.0.0.1", port);
+        MqttClient::connect_options(o, id.to_string(), opts).await
+    }
+
+    /// Connects to `broker` over TCP or WebSocket and returns the CONNACK
+    /// (whatever its code). The client's `id` names the transport.
+    pub async fn connect_via(
+        broker: &Broker,
+        via: Via,
+        id: &str,
+        opts: ConnectOpts,
+    ) -> (MqttClient, rumqttc::ConnAck) {
+        let o = match via {
+            Via::Tcp => rumqttc::MqttOptions::new(id, "127.0.0.1", broker.port()),
+            Via::Ws => {
+                let mut o = rumqttc::MqttOptions::new(id, broker.ws_url(), broker.ws_port());
+                o.set_transport(rumqttc::Transport::Ws);
+                o
+            }
+        };
+        MqttClient::connect_options(o, format!("{id} ({via:?})"), opts).await
+    }
+
+    async fn connect_options(
+        mut o: rumqttc::MqttOptions,
+        id: String,
+        opts: ConnectOpts,
+    ) -> (MqttClient, rumqttc::ConnAck) {
         o.set_clean_session(opts.clean);
         o.set_keep_alive(opts.keep_alive);
         o.set_inflight(100);
@@ -292,7 +382,7 @@ impl MqttClient {
         });
         let mut c = MqttClient {
             client,
-            id: id.to_string(),
+            id,
             events: rx,
             pending: VecDeque::new(),
             task,
@@ -484,6 +574,12 @@ impl MqttClient {
                 None => panic!("{}: connection not closed within {timeout:?}", self.id),
             }
         }
+    }
+
+    /// Drops the socket without DISCONNECT (nor a WebSocket close frame).
+    pub async fn drop_socket(mut self) {
+        self.task.abort();
+        let _ = tokio::time::timeout(Duration::from_secs(2), &mut self.task).await;
     }
 
     /// Sends DISCONNECT and waits (briefly) for the event loop to end.
