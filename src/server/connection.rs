@@ -114,7 +114,9 @@ pub async fn accept(ctx: Rc<ShardCtx>, stream: TcpStream, kind: Rc<ListenerKind>
         let Ok(stream) = Rc::try_unwrap(stream) else {
             return;
         };
-        serve(ctx, stream.into_inner(), transport, buf, connect).await;
+        // A task of its own: the handshake state above is freed, so an idle
+        // connection carries only what serving it needs.
+        glommio::spawn_local(serve(ctx, stream.into_inner(), transport, buf, connect)).detach();
         return;
     }
     hand_off(&ctx, stream, transport, buf, connect, home).await;
