@@ -193,7 +193,7 @@ impl Shard {
             );
             session.dropped = 0;
         }
-        let mut wrote = false;
+        let mut wrote = 0u64;
         while session.inflight.len() < max_inflight {
             let Some(q) = session.queue.pop_front() else {
                 break;
@@ -217,10 +217,10 @@ impl Shard {
                 retain: q.retain,
                 state: OutboundState::AwaitingAck,
             });
-            wrote = true;
+            wrote += 1;
         }
-        if wrote {
-            self.stats.messages_delivered += 1;
+        if wrote > 0 {
+            self.stats.messages_delivered += wrote;
             self.mark_dirty(conn_id);
         }
     }
