@@ -186,6 +186,37 @@ for broker, r in sorted(runs.get("after-overload", {}).items(), reverse=True):
 lines += ["", "lost = expected − received after a bounded drain; ringmq drops QoS 0 to a subscriber whose "
           "outbox is full and QoS 1/2 beyond --max-queued (counted), mosquitto pushes back through TCP.",
           "A broker missing from a row failed that run (see raw/bench.log)."]
+# chart.svg: sustained msg/s and deliveries per CPU-second at 80 k msg/s, per broker (no
+# plotting dependency: a hand-written SVG bar chart).
+colors = {"ringmq": "#2e7d32", "mosquitto": "#1565c0", "rumqttd": "#ef6c00"}
+panels = []
+for q in (0, 1):
+    vals = {b: (max([t for t, r in rs if r.get("lost", 1) == 0 and r.get("received_per_s", 0) >= 0.95 * t
+                     and (r.get("latency_us") or {}).get("p99", 1e12) / 1000 <= bound] or [0]))
+            for (b, qq), rs in sweep.items() if qq == q}
+    panels.append((f"sustained msg/s, QoS {q}", vals))
+for name in ("p2p-qos0-80k", "p2p-qos1-80k"):
+    vals = {}
+    for b, r in runs.get(name, {}).items():
+        c = cpu(r)
+        vals[b] = r["received"] / c if c else 0
+    panels.append((f"deliveries per CPU-s, {name}", vals))
+W, H, pw = 900, 260, 210
+svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
+       f'<rect width="{W}" height="{H}" fill="white"/>']
+for i, (title, vals) in enumerate(panels):
+    x0 = 20 + i * (pw + 15)
+    svg.append(f'<text x="{x0}" y="18" font-weight="bold">{title}</text>')
+    top = max(vals.values() or [1]) or 1
+    for j, (b, v) in enumerate(sorted(vals.items())):
+        h = 170 * v / top
+        x = x0 + 10 + j * 65
+        svg.append(f'<rect x="{x}" y="{210 - h:.1f}" width="50" height="{h:.1f}" fill="{colors.get(b, "#777")}"/>')
+        svg.append(f'<text x="{x + 25}" y="{205 - h:.1f}" text-anchor="middle">{v/1000:,.0f}k</text>')
+        svg.append(f'<text x="{x + 25}" y="226" text-anchor="middle">{b}</text>')
+svg.append(f'<text x="20" y="250" fill="#555">{os.path.basename(out)}: 2 shards for ringmq; see report.md for the method</text></svg>')
+open(f"{out}/chart.svg", "w").write("\n".join(svg))
+lines += ["", "![chart](chart.svg)"]
 open(f"{out}/report.md", "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 PY
