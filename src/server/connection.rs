@@ -35,8 +35,6 @@ pub enum ConnectionError {
     WsClosed(Option<u16>),
     #[error("WebSocket frame: {0}")]
     WsFrame(#[from] crate::websocket::frame::FrameError),
-    #[error("WebSocket handshake: {0}")]
-    WsHandshake(#[from] crate::websocket::handshake::HandshakeError),
 }
 
 /// Counts an open socket against --max-connections while alive.

@@ -74,10 +74,15 @@ impl WriteSide {
 
     /// Queues a close frame (once) and wakes the writer.
     pub fn queue_close(&self, code: u16) {
+        self.push_close(code);
+        self.notify.notify();
+    }
+
+    /// Appends a close frame to the control bytes, once per connection.
+    fn push_close(&self, code: u16) {
         if self.ws && !self.close_sent.replace(true) {
             frame::write_close(&mut self.control.borrow_mut(), code, "");
         }
-        self.notify.notify();
     }
 
     /// What to write for one flush of `mqtt` bytes. `closing`: the broker is
@@ -92,8 +97,8 @@ impl WriteSide {
             frame::write_frame_header(&mut out, frame::OpCode::Binary, true, mqtt.len());
             out.extend_from_slice(&mqtt);
         }
-        if closing && !self.close_sent.replace(true) {
-            frame::write_close(&mut self.control.borrow_mut(), 1000, "");
+        if closing {
+            self.push_close(1000);
         }
         out.extend_from_slice(&self.control.borrow_mut().split());
         out

@@ -147,10 +147,6 @@ impl Shard {
         self.conns.len()
     }
 
-    pub fn session_count(&self) -> usize {
-        self.sessions.len()
-    }
-
     /// Accepts a decoded CONNECT (already placed on this shard) and returns
     /// the new connection. The CONNACK, or the refusal and the close, are in
     /// its output. `now` is in milliseconds on any monotonic clock.
