@@ -72,6 +72,11 @@ pub struct Cli {
     /// Seconds a new connection has to send its CONNECT.
     #[arg(long)]
     pub connect_timeout: Option<u64>,
+    /// Milliseconds a client may stay silent before its connection is
+    /// parked: its task and buffers are freed and the socket waits in the
+    /// shard's epoll set until it is readable or has output. 0: never park.
+    #[arg(long)]
+    pub park_after_ms: Option<u64>,
     /// Log filter (tracing EnvFilter syntax): error, warn, info, debug...
     #[arg(long)]
     pub log_level: Option<String>,
@@ -110,6 +115,7 @@ struct FileConfig {
     max_outbox_bytes: Option<usize>,
     max_connections: Option<usize>,
     connect_timeout: Option<u64>,
+    park_after_ms: Option<u64>,
     log_level: Option<String>,
     io_memory: Option<usize>,
     ws_allowed_origins: Option<Vec<String>>,
@@ -224,6 +230,8 @@ pub struct Config {
     pub limits: BrokerLimits,
     pub max_connections: usize,
     pub connect_timeout: Duration,
+    /// Silence after which a connection is parked; `None`: never.
+    pub park_after: Option<Duration>,
     pub log_level: String,
     pub io_memory: usize,
     pub ws: WsConfig,
@@ -311,6 +319,10 @@ impl Config {
             connect_timeout: Duration::from_secs(
                 cli.connect_timeout.or(file.connect_timeout).unwrap_or(10),
             ),
+            park_after: match cli.park_after_ms.or(file.park_after_ms).unwrap_or(2000) {
+                0 => None,
+                ms => Some(Duration::from_millis(ms)),
+            },
             log_level: cli
                 .log_level
                 .or(file.log_level)

@@ -1540,3 +1540,45 @@ fn two_ws_paths_on_one_port() {
     assert_refused(port, &upgrade_request("/other", &[]), 404);
     assert_healthy(&mut b, "twopaths");
 }
+
+/// A parked WebSocket connection (`--park-after-ms`) keeps its frame state:
+/// a ping is answered with its pong, MQTT keeps flowing both ways, and it
+/// parks again after each exchange.
+#[test]
+fn parked_ws_connection_answers_pings_and_receives() {
+    let mut b = Broker::start_ws_with(&["--park-after-ms", "100"]);
+    let mut sub = WsRaw::connect(b.ws_port(), "ws-parked-sub");
+    sub.send_mqtt(&subscribe_packet(1, &[("wspark/t", QoS::AtLeastOnce)]));
+    match sub.read_mqtt(RECV_TIMEOUT) {
+        Packet::SubAck(s) => assert_eq!(s.codes, vec![1]),
+        other => panic!("expected SUBACK, got {other:?}"),
+    }
+    b.wait_log_count(" parked", 1);
+    sub.send(&cframe(0x9, b"still there?"));
+    match sub.read_frame(RECV_TIMEOUT) {
+        FrameOutcome::Frame(f) => {
+            assert_eq!(f.opcode, 0xA, "expected pong, got {f:?}");
+            assert_eq!(f.payload, b"still there?");
+        }
+        other => panic!("no pong from a parked connection: {other:?}"),
+    }
+    b.wait_log_count(" parked", 2);
+    let mut publisher = WsRaw::connect(b.ws_port(), "ws-parked-pub");
+    publisher.send_mqtt(&publish_packet(
+        "wspark/t",
+        QoS::AtLeastOnce,
+        3,
+        false,
+        false,
+        b"to a parked ws",
+    ));
+    match publisher.read_mqtt(RECV_TIMEOUT) {
+        Packet::PubAck(a) => assert_eq!(a.packet_id, 3),
+        other => panic!("expected PUBACK, got {other:?}"),
+    }
+    match sub.read_mqtt(RECV_TIMEOUT) {
+        Packet::Publish(p) => assert_eq!(&p.payload[..], b"to a parked ws"),
+        other => panic!("expected PUBLISH, got {other:?}"),
+    }
+    assert_healthy(&mut b, "ws-parked");
+}

@@ -3,7 +3,9 @@
 //! messages to send. Nothing here touches a socket, a clock or a thread, so
 //! several shards can be stepped in one test thread (see `shard::tests`).
 
+pub mod client_index;
 pub mod error;
+pub mod id_map;
 pub mod interest;
 pub mod message;
 pub mod placement;

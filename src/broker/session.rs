@@ -55,7 +55,8 @@ pub struct Session {
     pub inflight: VecDeque<Inflight>,
     pub queue: VecDeque<Queued>,
     /// Inbound QoS 2 packet ids received but not yet released by PUBREL.
-    pub inbound_qos2: HashSet<u16>,
+    /// Boxed and created on first use: most sessions never receive QoS 2.
+    pub inbound_qos2: Option<Box<HashSet<u16>>>,
     /// QoS 1/2 messages dropped since the queue last overflowed (for the
     /// warning when it has room again).
     pub dropped: u64,
@@ -72,7 +73,7 @@ impl Session {
             subscriptions: HashMap::new(),
             inflight: VecDeque::new(),
             queue: VecDeque::new(),
-            inbound_qos2: HashSet::new(),
+            inbound_qos2: None,
             dropped: 0,
             next_packet_id: 0,
         }

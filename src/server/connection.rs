@@ -13,6 +13,7 @@ use super::context::ShardCtx;
 use super::io::{self, SharedStream};
 use super::listener::ListenerKind;
 use super::mesh::{Handoff, MeshItem};
+use super::parking;
 use super::transport::{read_mqtt, Transport, WriteSide};
 use super::ws_upgrade;
 use crate::broker::{home_shard, ConnId};
@@ -184,17 +185,56 @@ pub async fn serve(
     buf: BytesMut,
     connect: Box<Connect>,
 ) {
-    let _slot = SocketSlot(ctx.clone());
     let version = connect.protocol;
+    let conn = ctx.core.borrow_mut().connect(*connect, ctx.now());
+    run(ctx, conn, stream, transport, buf, version).await;
+}
+
+/// Serves a connection the core knows (new, handed off, or resumed from
+/// parking) until it ends or parks. The caller has counted the socket in
+/// `open_sockets`.
+pub(super) async fn run(
+    ctx: Rc<ShardCtx>,
+    conn: ConnId,
+    stream: TcpStream,
+    transport: Transport,
+    buf: BytesMut,
+    version: ProtocolVersion,
+) {
+    let slot = SocketSlot(ctx.clone());
     let stream: SharedStream = Rc::new(RefCell::new(stream));
     let write = Rc::new(WriteSide::new(matches!(transport, Transport::Ws(_))));
-    let conn = ctx.core.borrow_mut().connect(*connect, ctx.now());
     ctx.writers.borrow_mut().insert(conn, write.clone());
+    // The writer looks at the core's output once at start: a resumed
+    // connection's output (or close) was flagged before it had a writer.
+    write.notify.notify();
     let writer =
         glommio::spawn_local(write_loop(ctx.clone(), conn, stream.clone(), write.clone())).detach();
     ctx.wake();
-    if let Err(e) = read_loop(&ctx, conn, &stream, transport, &write, buf, version).await {
-        tracing::debug!(shard = ctx.id, conn, error = %e, "connection ended");
+    match read_loop(&ctx, conn, &stream, transport, &write, buf, version).await {
+        Ok(Some(transport)) => {
+            // Silent for --park-after-ms: stop the writer (it flushes
+            // first), then hand the socket to the shard's epoll set.
+            write.parking.set(true);
+            write.notify.notify();
+            writer.await;
+            ctx.writers.borrow_mut().remove(&conn);
+            if !ctx.core.borrow().is_closing(conn) {
+                if let Ok(stream) = Rc::try_unwrap(stream) {
+                    // The socket stays counted while parked.
+                    std::mem::forget(slot);
+                    parking::park(&ctx, conn, stream.into_inner(), transport, version);
+                    return;
+                }
+            }
+            // Closing after all: end it as below (the writer has stopped).
+            ctx.core.borrow_mut().connection_lost(conn);
+            ctx.core.borrow_mut().release(conn);
+            ctx.wake();
+            return;
+        }
+        Ok(None) => {}
+        Err(e) => tracing::debug!(shard = ctx.id, conn, error = %e, "connection ended"),
     }
     ctx.core.borrow_mut().connection_lost(conn);
     ctx.wake();
@@ -208,15 +248,18 @@ pub async fn serve(
 /// How many messages may wait for other shards before readers pause.
 const MESH_BACKLOG_LIMIT: usize = 64 * 1024;
 
+/// Reads and handles packets until the connection ends (`Ok(None)` or an
+/// error) or should park (`Ok(Some(transport))`: asked to by the shard's
+/// ticker while no partial packet is buffered).
 async fn read_loop(
-    ctx: &ShardCtx,
+    ctx: &Rc<ShardCtx>,
     conn: ConnId,
     stream: &SharedStream,
     mut transport: Transport,
     write: &WriteSide,
     mut buf: BytesMut,
     version: ProtocolVersion,
-) -> Result<(), ConnectionError> {
+) -> Result<Option<Transport>, ConnectionError> {
     let max = ctx.config.max_packet_size;
     loop {
         while let Some(packet) = protocol::decode(&mut buf, version, max)? {
@@ -226,7 +269,7 @@ async fn read_loop(
                 tracing::debug!(shard = ctx.id, conn, %violation, "protocol violation");
             }
             if ctx.core.borrow().is_closing(conn) {
-                return Ok(());
+                return Ok(None);
             }
         }
         transport.release_if_idle(&mut buf);
@@ -234,8 +277,24 @@ async fn read_loop(
         while ctx.core.borrow().outgoing_backlog() > MESH_BACKLOG_LIMIT {
             glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
         }
-        if read_mqtt(stream, &mut transport, write, &mut buf).await? == 0 {
-            return Err(ConnectionError::Eof);
+        // Reads are cancel-safe, so a park request may interrupt one.
+        let read = futures_lite::future::or(
+            async {
+                read_mqtt(stream, &mut transport, write, &mut buf)
+                    .await
+                    .map(Some)
+            },
+            async {
+                write.park.wait().await;
+                Ok(None)
+            },
+        )
+        .await?;
+        match read {
+            Some(0) => return Err(ConnectionError::Eof),
+            Some(_) => {}
+            None if buf.is_empty() && transport.is_idle() => return Ok(Some(transport)),
+            None => {}
         }
     }
 }
@@ -248,6 +307,7 @@ async fn write_loop(ctx: Rc<ShardCtx>, conn: ConnId, stream: SharedStream, write
         };
         let out = write.frame_output(out, closing);
         if !out.is_empty() {
+            write.last_write.set(ctx.now());
             if let Err(e) = io::write_all(&stream, &out).await {
                 tracing::debug!(shard = ctx.id, conn, error = %e, "write failed");
                 ctx.core.borrow_mut().connection_lost(conn);
@@ -257,6 +317,10 @@ async fn write_loop(ctx: Rc<ShardCtx>, conn: ConnId, stream: SharedStream, write
         }
         if closing {
             break;
+        }
+        if write.parking.get() {
+            // The connection parks: the socket stays open.
+            return;
         }
     }
     io::shutdown(&stream);

@@ -24,6 +24,8 @@ pub struct ShardCtx {
     /// Senders to the other shards, once the mesh is joined.
     pub mesh:
         std::cell::OnceCell<Rc<glommio::channels::channel_mesh::Senders<super::mesh::MeshItem>>>,
+    /// Connections parked after a silence, waiting in an epoll set.
+    pub parking: super::parking::Parking,
     /// Sockets open on this shard (for --max-connections).
     pub open_sockets: std::cell::Cell<usize>,
     started: Instant,
@@ -31,9 +33,13 @@ pub struct ShardCtx {
 }
 
 impl ShardCtx {
-    pub fn new(id: usize, shards: usize, config: Config) -> Rc<ShardCtx> {
+    pub fn new(
+        id: usize,
+        shards: usize,
+        config: Config,
+    ) -> Result<Rc<ShardCtx>, super::parking::ParkingError> {
         let core = Shard::new(id, shards, config.limits.clone());
-        Rc::new(ShardCtx {
+        Ok(Rc::new(ShardCtx {
             id,
             shards,
             config,
@@ -41,10 +47,11 @@ impl ShardCtx {
             writers: RefCell::new(HashMap::new()),
             mesh_senders: (0..shards).map(|_| Rc::new(Notify::default())).collect(),
             mesh: std::cell::OnceCell::new(),
+            parking: super::parking::Parking::new()?,
             open_sockets: std::cell::Cell::new(0),
             started: Instant::now(),
             scratch: RefCell::new(Vec::new()),
-        })
+        }))
     }
 
     /// Milliseconds since the shard started: the broker core's clock.
@@ -55,7 +62,7 @@ impl ShardCtx {
     /// Wakes the tasks that have work after a call into the core: the
     /// writers of connections with output, the senders of shards with a
     /// batch. Called after every core call; cheap when nothing changed.
-    pub fn wake(&self) {
+    pub fn wake(self: &Rc<Self>) {
         let mut dirty = self.scratch.borrow_mut();
         let mut core = self.core.borrow_mut();
         core.take_dirty_conns(&mut dirty);
@@ -64,10 +71,46 @@ impl ShardCtx {
         }
         drop(core);
         let writers = self.writers.borrow();
+        let mut resume = Vec::new();
         for conn in dirty.drain(..) {
             if let Some(w) = writers.get(&conn) {
                 w.notify.notify();
+            } else if self.parking.is_parked(conn) {
+                resume.push(conn);
             }
+        }
+        drop(writers);
+        drop(dirty);
+        for conn in resume {
+            super::parking::resume(self, conn);
+        }
+    }
+
+    /// Asks connections silent for --park-after-ms to park (called by the
+    /// shard's ticker).
+    pub fn request_parks(&self) {
+        let Some(after) = self.config.park_after else {
+            return;
+        };
+        let (now, after) = (self.now(), after.as_millis() as u64);
+        let mut silent = Vec::new();
+        self.core.borrow().silent_conns(now, after, &mut silent);
+        let writers = self.writers.borrow();
+        for conn in silent {
+            if let Some(w) = writers.get(&conn) {
+                if now.saturating_sub(w.last_write.get()) >= after {
+                    w.park.notify();
+                }
+            }
+        }
+    }
+
+    /// Gives back the room of the writers table once most of its
+    /// connections have parked (a hash table never shrinks by itself).
+    pub fn shrink_idle_tables(&self) {
+        let mut writers = self.writers.borrow_mut();
+        if writers.capacity() > 64 && writers.len() * 4 < writers.capacity() {
+            writers.shrink_to_fit();
         }
     }
 

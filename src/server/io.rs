@@ -37,6 +37,9 @@ impl Default for ReadHint {
 }
 
 /// Reads what is available into `buf`'s spare capacity; `Ok(0)` at EOF.
+///
+/// Cancel-safe: if the future is dropped before the read completes, `buf`
+/// is left as it was (a park request interrupts reads this way).
 pub async fn read_into(
     stream: &SharedStream,
     buf: &mut BytesMut,
@@ -49,18 +52,34 @@ pub async fn read_into(
     let start = buf.len();
     let end = buf.capacity().min(start + want.max(READ_MIN));
     // Zeroing the space keeps this free of unsafe; it is a memset of at
-    // most `want` bytes next to a syscall.
-    buf.resize(end, 0);
+    // most `want` bytes next to a syscall. The guard cuts the zeroes off
+    // again however this future ends.
+    let mut fill = Filled { buf, keep: start };
+    fill.buf.resize(end, 0);
     let result =
-        poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_read(cx, &mut buf[start..])).await;
+        poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_read(cx, &mut fill.buf[start..]))
+            .await;
     let n = *result.as_ref().unwrap_or(&0);
-    buf.truncate(start + n);
+    fill.keep = start + n;
+    drop(fill);
     if n == end - start {
         hint.0 = (hint.0 * 2).min(READ_MAX);
     } else if n < hint.0 / 4 {
         hint.0 = (hint.0 / 2).max(READ_MIN);
     }
     result
+}
+
+/// Truncates a read buffer to the bytes actually read when dropped.
+struct Filled<'a> {
+    buf: &'a mut BytesMut,
+    keep: usize,
+}
+
+impl Drop for Filled<'_> {
+    fn drop(&mut self) {
+        self.buf.truncate(self.keep);
+    }
 }
 
 /// Drops an empty buffer's memory when reads have been small: an idle

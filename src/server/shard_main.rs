@@ -11,6 +11,7 @@ use glommio::channels::channel_mesh::MeshBuilder;
 
 use super::context::ShardCtx;
 use super::mesh::{self, MeshItem};
+use super::parking;
 use super::{listener, ShardEvent};
 use crate::config::Config;
 
@@ -35,7 +36,13 @@ pub async fn run(
         },
         None => (0, None),
     };
-    let ctx = ShardCtx::new(id, shards, config);
+    let ctx = match ShardCtx::new(id, shards, config) {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            let _ = events.send(ShardEvent::Failed(format!("shard {id}: {e}")));
+            return;
+        }
+    };
     if let Some((senders, receivers)) = mesh_ends {
         let senders = mesh::start(&ctx, senders, receivers);
         let _ = ctx.mesh.set(senders);
@@ -67,9 +74,13 @@ pub async fn run(
                 glommio::timer::sleep(TICK).await;
                 ctx.core.borrow_mut().tick(ctx.now());
                 ctx.wake();
+                ctx.request_parks();
+                ctx.shrink_idle_tables();
+                parking::trim_if_due(&ctx);
             }
         })
     };
+    let parking_waiter = glommio::spawn_local(parking::waiter(ctx.clone()));
     tracing::debug!(shard = id, "shard ready");
     let _ = events.send(ShardEvent::Ready(id));
 
@@ -79,6 +90,7 @@ pub async fn run(
     // Stop accepting, close every connection after flushing what it has.
     drop(accept_tasks);
     drop(ticker);
+    drop(parking_waiter);
     ctx.core.borrow_mut().close_all();
     ctx.wake();
     let deadline = ctx.now() + 2000;

@@ -53,6 +53,15 @@ pub struct WriteSide {
     /// No writer task exists yet (before CONNECT): the reader writes control
     /// frames itself before it waits for more input.
     pub direct: bool,
+    /// Set by the shard's ticker when the client has been silent for
+    /// --park-after-ms: the reader stops at its next wait.
+    pub park: Notify,
+    /// The connection is parking: the writer flushes and stops without
+    /// closing the socket.
+    pub parking: Cell<bool>,
+    /// Shard clock (ms) of the last write: a connection that receives
+    /// messages is not silent, even if its client sends nothing.
+    pub last_write: Cell<u64>,
 }
 
 impl WriteSide {
@@ -106,6 +115,15 @@ impl WriteSide {
 }
 
 impl Transport {
+    /// No bytes or end-of-stream pending in the transport itself (a
+    /// WebSocket frame half read, or a close seen but not yet reported).
+    pub fn is_idle(&self) -> bool {
+        match self {
+            Transport::Tcp(_) => true,
+            Transport::Ws(ws) => ws.raw.is_empty() && ws.ended.is_none(),
+        }
+    }
+
     /// Lets an idle connection's buffers go (`mqtt` is the packet buffer,
     /// empty after decoding).
     pub fn release_if_idle(&mut self, mqtt: &mut BytesMut) {

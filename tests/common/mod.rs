@@ -177,6 +177,24 @@ impl Broker {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
     }
 
+    /// Waits until the log holds `needle` at least `at_least` times;
+    /// panics with the log after 5 s.
+    pub fn wait_log_count(&self, needle: &str, at_least: usize) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = self.stderr();
+            let seen = log.matches(needle).count();
+            if seen >= at_least {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{needle:?} logged {seen} times, not {at_least}, within 5 s:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         match self.child.as_mut() {

@@ -136,7 +136,7 @@ impl Shard {
                 let first = self
                     .sessions
                     .get_mut(&sid)
-                    .map(|s| s.inbound_qos2.insert(packet_id))
+                    .map(|s| s.inbound_qos2.get_or_insert_default().insert(packet_id))
                     .unwrap_or(true);
                 if first {
                     self.publish(msg);
@@ -154,7 +154,9 @@ impl Shard {
 
     fn on_pubrel(&mut self, conn_id: ConnId, packet_id: u16) {
         if let Some(s) = self.session_of(conn_id) {
-            s.inbound_qos2.remove(&packet_id);
+            if let Some(ids) = &mut s.inbound_qos2 {
+                ids.remove(&packet_id);
+            }
         }
         self.write(conn_id, &Packet::PubComp(Self::ack(packet_id)));
     }

@@ -20,6 +20,8 @@ use std::collections::HashMap;
 use bytes::BytesMut;
 use bytestring::ByteString;
 
+use super::client_index::ClientIndex;
+use super::id_map::IdMap;
 use super::interest::InterestIndex;
 use super::message::{detached_str, ShardMessage};
 use super::placement::home_shard;
@@ -74,7 +76,8 @@ pub(crate) struct Conn {
     keep_alive_ms: u64,
     last_seen: u64,
     outbox: BytesMut,
-    will: Option<Will>,
+    /// Boxed: most connections have none, and this struct is per connection.
+    will: Option<Box<Will>>,
     closing: bool,
     dirty: bool,
 }
@@ -95,11 +98,9 @@ pub struct Shard {
     id: usize,
     shards: usize,
     limits: BrokerLimits,
-    conns: HashMap<ConnId, Conn>,
-    next_conn: ConnId,
-    sessions: HashMap<SessionId, Session>,
-    by_client: HashMap<ByteString, SessionId>,
-    next_session: SessionId,
+    conns: IdMap<Conn>,
+    sessions: IdMap<Session>,
+    by_client: ClientIndex,
     subs: TopicTrie<Vec<(SessionId, SubscriptionOptions)>>,
     interest: InterestIndex,
     retain: RetainStore,
@@ -120,11 +121,9 @@ impl Shard {
             id,
             shards,
             limits,
-            conns: HashMap::new(),
-            next_conn: 1,
-            sessions: HashMap::new(),
-            by_client: HashMap::new(),
-            next_session: 1,
+            conns: IdMap::new(),
+            sessions: IdMap::new(),
+            by_client: ClientIndex::default(),
             subs: TopicTrie::new(),
             interest: InterestIndex::default(),
             retain: RetainStore::default(),
@@ -151,8 +150,6 @@ impl Shard {
     /// the new connection. The CONNACK, or the refusal and the close, are in
     /// its output. `now` is in milliseconds on any monotonic clock.
     pub fn connect(&mut self, connect: Connect, now: u64) -> ConnId {
-        let conn_id = self.next_conn;
-        self.next_conn += 1;
         self.stats.connects += 1;
         let Connect {
             protocol,
@@ -168,7 +165,7 @@ impl Shard {
             keep_alive_ms: u64::from(keep_alive) * 1500,
             last_seen: now,
             outbox: BytesMut::new(),
-            will,
+            will: will.map(Box::new),
             closing: false,
             dirty: false,
         };
@@ -202,7 +199,7 @@ impl Shard {
             }
             conn.closing = true;
             conn.will = None;
-            self.conns.insert(conn_id, conn);
+            let conn_id = self.conns.insert(conn);
             self.mark_dirty(conn_id);
             return conn_id;
         }
@@ -213,15 +210,18 @@ impl Shard {
             // the read buffer the CONNECT came in.
             (detached_str(&client_id), false)
         };
-        conn.will = conn.will.take().map(|w| Will {
-            topic: detached_str(&w.topic),
-            payload: bytes::Bytes::copy_from_slice(&w.payload),
-            ..w
+        conn.will = conn.will.take().map(|w| {
+            Box::new(Will {
+                topic: detached_str(&w.topic),
+                payload: bytes::Bytes::copy_from_slice(&w.payload),
+                ..*w
+            })
         });
+        let conn_id = self.conns.insert(conn);
 
         // Takeover [MQTT-3.1.4-2]: the existing connection is closed (its
         // will is published: it did not DISCONNECT).
-        let existing = self.by_client.get(&client_id).copied();
+        let existing = self.by_client.get(&client_id, &self.sessions);
         if let Some(sid) = existing {
             if let Some(old) = self.sessions.get(&sid).and_then(|s| s.conn) {
                 tracing::debug!(shard = self.id, client_id = %client_id, "session taken over");
@@ -240,17 +240,19 @@ impl Shard {
         };
         let session_present = resumed.is_some();
         let sid = resumed.unwrap_or_else(|| {
-            let sid = self.next_session;
-            self.next_session += 1;
-            self.sessions
-                .insert(sid, Session::new(client_id.clone(), !clean_start, protocol));
-            self.by_client.insert(client_id.clone(), sid);
+            let sid = self
+                .sessions
+                .insert(Session::new(client_id.clone(), !clean_start, protocol));
+            self.by_client.insert(sid, &self.sessions);
             sid
         });
         if let Some(s) = self.sessions.get_mut(&sid) {
             s.conn = Some(conn_id);
             s.protocol = protocol;
         }
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            return conn_id;
+        };
         conn.session = sid;
         let properties = (assigned && protocol.is_v5()).then(|| {
             Box::new(crate::protocol::Properties {
@@ -267,7 +269,6 @@ impl Shard {
             protocol,
             &mut conn.outbox,
         );
-        self.conns.insert(conn_id, conn);
         self.mark_dirty(conn_id);
         tracing::debug!(shard = self.id, client_id = %client_id, session_present, "connected");
         if session_present {
@@ -294,7 +295,7 @@ impl Shard {
                     && c.keep_alive_ms > 0
                     && now.saturating_sub(c.last_seen) > c.keep_alive_ms
             })
-            .map(|(id, _)| *id)
+            .map(|(id, _)| id)
             .collect();
         for conn in expired {
             tracing::debug!(shard = self.id, conn, "keepalive expired");
@@ -302,9 +303,28 @@ impl Shard {
         }
     }
 
+    /// Connections that have sent nothing for `silence_ms` and are not
+    /// closing, appended to `out`: the server parks them.
+    pub fn silent_conns(&self, now: u64, silence_ms: u64, out: &mut Vec<ConnId>) {
+        out.extend(
+            self.conns
+                .iter()
+                .filter(|(_, c)| !c.closing && now.saturating_sub(c.last_seen) >= silence_ms)
+                .map(|(id, _)| id),
+        );
+    }
+
+    /// Whether `conn` has bytes waiting or is closing (a parked connection
+    /// with either must be resumed). False for an unknown connection.
+    pub fn has_output(&self, conn: ConnId) -> bool {
+        self.conns
+            .get(&conn)
+            .is_some_and(|c| c.closing || !c.outbox.is_empty())
+    }
+
     /// Closes every connection, for shutdown.
     pub fn close_all(&mut self) {
-        let all: Vec<ConnId> = self.conns.keys().copied().collect();
+        let all: Vec<ConnId> = self.conns.keys().collect();
         for conn in all {
             self.close_conn(conn, false);
         }
@@ -397,7 +417,7 @@ impl Shard {
         self.mark_dirty(conn_id);
         if abnormal {
             if let Some(will) = will {
-                self.publish_will(will);
+                self.publish_will(*will);
             }
         }
         let Some(session) = self.sessions.get_mut(&sid) else {
@@ -417,9 +437,7 @@ impl Shard {
         let Some(session) = self.sessions.remove(&sid) else {
             return;
         };
-        if self.by_client.get(&session.client_id) == Some(&sid) {
-            self.by_client.remove(&session.client_id);
-        }
+        self.by_client.remove(&session.client_id, sid);
         for filter in session.subscriptions.keys() {
             self.remove_subscription(sid, filter);
         }
@@ -431,7 +449,8 @@ impl Shard {
         loop {
             self.generated_ids += 1;
             let id = format!("ringmq-{}-{}", self.id, self.generated_ids);
-            if home_shard(&id, self.shards) == self.id && !self.by_client.contains_key(id.as_str())
+            if home_shard(&id, self.shards) == self.id
+                && self.by_client.get(&id, &self.sessions).is_none()
             {
                 return ByteString::from(id);
             }

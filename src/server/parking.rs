@@ -1,0 +1,250 @@
+//! Parked connections: clients that have been silent for `--park-after-ms`.
+//!
+//! Why: a served connection costs two tasks, a glommio stream and the
+//! readiness source it keeps armed in io_uring — about 2.5 KB of user
+//! memory that an idle client does nothing with. A parked connection keeps
+//! only its socket, its transport state (WebSocket decoder) and the broker
+//! core's `Conn`/`Session`: the socket waits in one epoll set per shard
+//! (kernel memory, not ours), and the shard's blocking thread sleeps in
+//! `epoll_wait` for all of them. When a parked socket is readable (a
+//! PINGREQ, a PUBLISH, EOF) or the core has output for it (a delivery, a
+//! keepalive close, a takeover), the connection is resumed: a new glommio
+//! stream and its tasks, exactly as after a hand-off.
+//!
+//! Parking and resuming cost a few syscalls each (dup, close, epoll_ctl),
+//! once per silence of `--park-after-ms`, so a busy connection never parks
+//! and an idle one pays once.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use glommio::net::TcpStream;
+use thiserror::Error;
+
+use super::connection;
+use super::context::ShardCtx;
+use super::notify::Notify;
+use super::transport::Transport;
+use crate::broker::ConnId;
+use crate::protocol::ProtocolVersion;
+
+/// Most events taken from one `epoll_wait`.
+const EVENTS_PER_WAIT: usize = 256;
+/// Longest `epoll_wait`, so the blocking thread notices shutdown.
+const WAIT_TIMEOUT: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Error)]
+pub enum ParkingError {
+    #[error("epoll_create1: {0}")]
+    Create(std::io::Error),
+    #[error("dup: {0}")]
+    Dup(std::io::Error),
+    #[error("epoll_ctl: {0}")]
+    Register(std::io::Error),
+}
+
+/// What a parked connection keeps.
+struct Parked {
+    fd: OwnedFd,
+    transport: Transport,
+    version: ProtocolVersion,
+}
+
+/// One shard's parked connections and its epoll set.
+pub struct Parking {
+    epoll: OwnedFd,
+    parked: RefCell<HashMap<ConnId, Parked>>,
+    /// Wakes the waiter task when the first connection is parked.
+    first: Notify,
+    parks_since_trim: Cell<usize>,
+}
+
+impl Parking {
+    pub fn new() -> Result<Parking, ParkingError> {
+        // SAFETY: plain syscall; the fd returned is owned below.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(ParkingError::Create(std::io::Error::last_os_error()));
+        }
+        Ok(Parking {
+            // SAFETY: fd is a fresh descriptor nobody else owns.
+            epoll: unsafe { OwnedFd::from_raw_fd(fd) },
+            parked: RefCell::new(HashMap::new()),
+            first: Notify::default(),
+            parks_since_trim: Cell::new(0),
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.parked.borrow().len()
+    }
+
+    pub fn is_parked(&self, conn: ConnId) -> bool {
+        self.parked.borrow().contains_key(&conn)
+    }
+
+    fn register(&self, conn: ConnId, fd: RawFd) -> Result<(), ParkingError> {
+        let mut event = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT) as u32,
+            u64: conn,
+        };
+        // SAFETY: both fds are open; event is a valid epoll_event.
+        let rc =
+            unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut event) };
+        if rc < 0 {
+            return Err(ParkingError::Register(std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
+    fn unregister(&self, fd: RawFd) {
+        // SAFETY: a DEL of an fd we registered; failure only means it is gone.
+        unsafe {
+            libc::epoll_ctl(
+                self.epoll.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                fd,
+                std::ptr::null_mut(),
+            )
+        };
+    }
+}
+
+/// Parks a connection whose tasks have stopped: its glommio stream is
+/// replaced by a bare descriptor in the epoll set. On failure the
+/// connection is ended as lost (its will is published).
+pub fn park(
+    ctx: &Rc<ShardCtx>,
+    conn: ConnId,
+    stream: TcpStream,
+    transport: Transport,
+    version: ProtocolVersion,
+) {
+    if let Err(e) = try_park(ctx, conn, stream, transport, version) {
+        tracing::warn!(shard = ctx.id, conn, error = %e, "could not park a connection: closing it");
+        ctx.core.borrow_mut().connection_lost(conn);
+        ctx.core.borrow_mut().release(conn);
+        ctx.open_sockets
+            .set(ctx.open_sockets.get().saturating_sub(1));
+        ctx.wake();
+        return;
+    }
+    // Output that arrived while the tasks were stopping resumes it at once.
+    if ctx.core.borrow().has_output(conn) {
+        resume(ctx, conn);
+    }
+}
+
+fn try_park(
+    ctx: &Rc<ShardCtx>,
+    conn: ConnId,
+    stream: TcpStream,
+    transport: Transport,
+    version: ProtocolVersion,
+) -> Result<(), ParkingError> {
+    // glommio's stream cannot give its fd up: keep a duplicate, then drop
+    // the stream (closing its fd and cancelling its armed poll).
+    // SAFETY: dup of an fd the stream owns.
+    let dup = unsafe { libc::dup(stream.as_raw_fd()) };
+    drop(stream);
+    if dup < 0 {
+        return Err(ParkingError::Dup(std::io::Error::last_os_error()));
+    }
+    // SAFETY: dup is a fresh descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(dup) };
+    let parking = &ctx.parking;
+    parking.register(conn, fd.as_raw_fd())?;
+    let was_empty = {
+        let mut parked = parking.parked.borrow_mut();
+        let was_empty = parked.is_empty();
+        parked.insert(
+            conn,
+            Parked {
+                fd,
+                transport,
+                version,
+            },
+        );
+        was_empty
+    };
+    if was_empty {
+        parking.first.notify();
+    }
+    parking
+        .parks_since_trim
+        .set(parking.parks_since_trim.get() + 1);
+    tracing::debug!(shard = ctx.id, conn, "parked");
+    Ok(())
+}
+
+/// Gives a parked connection its tasks back. No-op if it is not parked.
+pub fn resume(ctx: &Rc<ShardCtx>, conn: ConnId) {
+    let Some(p) = ctx.parking.parked.borrow_mut().remove(&conn) else {
+        return;
+    };
+    ctx.parking.unregister(p.fd.as_raw_fd());
+    tracing::debug!(shard = ctx.id, conn, "resumed");
+    // SAFETY: the descriptor is ours alone and handed to the stream.
+    let stream = unsafe { TcpStream::from_raw_fd(p.fd.into_raw_fd()) };
+    glommio::spawn_local(connection::run(
+        ctx.clone(),
+        conn,
+        stream,
+        p.transport,
+        BytesMut::new(),
+        p.version,
+    ))
+    .detach();
+}
+
+/// The shard's task that waits for parked sockets to become readable. The
+/// wait itself runs on the executor's blocking thread, so the shard is never
+/// blocked; while nothing is parked the task sleeps on a flag.
+pub async fn waiter(ctx: Rc<ShardCtx>) {
+    loop {
+        if ctx.parking.len() == 0 {
+            ctx.parking.first.wait().await;
+            continue;
+        }
+        let epoll = ctx.parking.epoll.as_raw_fd();
+        let ready = glommio::executor()
+            .spawn_blocking(move || wait_readable(epoll))
+            .await;
+        for conn in ready {
+            resume(&ctx, conn);
+        }
+    }
+}
+
+/// Hands memory freed by parked connections back to the system after
+/// connections parked (the allocator purges lazily otherwise, and an idle
+/// shard would never get to it; idle memory is what parking is for).
+pub fn trim_if_due(ctx: &ShardCtx) {
+    if ctx.parking.parks_since_trim.get() == 0 {
+        return;
+    }
+    ctx.parking.parks_since_trim.set(0);
+    super::memory::release_freed();
+}
+/// Blocking: waits up to [`WAIT_TIMEOUT`] for parked sockets and returns
+/// their connection ids (each registration is one-shot).
+fn wait_readable(epoll: RawFd) -> Vec<ConnId> {
+    let mut events = [libc::epoll_event { events: 0, u64: 0 }; EVENTS_PER_WAIT];
+    // SAFETY: events is a valid array of EVENTS_PER_WAIT entries.
+    let n = unsafe {
+        libc::epoll_wait(
+            epoll,
+            events.as_mut_ptr(),
+            EVENTS_PER_WAIT as i32,
+            WAIT_TIMEOUT.as_millis() as i32,
+        )
+    };
+    if n <= 0 {
+        return Vec::new();
+    }
+    events[..n as usize].iter().map(|e| e.u64).collect()
+}

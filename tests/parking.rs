@@ -1,0 +1,154 @@
+//! Parked connections (`--park-after-ms`): a silent client's connection
+//! gives up its tasks and waits in the shard's epoll set; anything that
+//! concerns it — input, output, keepalive expiry, takeover, EOF — brings it
+//! back, and it behaves exactly as if it had never parked.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use ringmq::protocol::{Packet, QoS};
+
+/// Parks after 100 ms of silence (checked every 500 ms).
+const PARK: &[&str] = &["--park-after-ms", "100"];
+
+/// Waits until `at_least` parks in all show in the broker's log.
+fn wait_parked(broker: &Broker, at_least: usize) {
+    broker.wait_log_count(" parked", at_least);
+}
+
+fn resumed(broker: &Broker) -> usize {
+    broker.stderr().matches(" resumed").count()
+}
+
+/// A parked subscriber is resumed by a delivery (QoS 0, 1 and 2), and a
+/// parked publisher by its own PUBLISH.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_clients_publish_and_receive() {
+    let broker = Broker::start_with(PARK);
+    let (pub_id, sub_id) = ids_on_different_shards("park-pub", "park-sub");
+    let mut sub = MqttClient::connect(broker.port(), &sub_id).await;
+    assert_eq!(sub.subscribe("park/#", q(2)).await, vec![2]);
+    let mut publisher = MqttClient::connect(broker.port(), &pub_id).await;
+    wait_parked(&broker, 2);
+    for (i, qos) in [0u8, 1, 2].into_iter().enumerate() {
+        let before = resumed(&broker);
+        let payload = format!("m{i}");
+        publisher
+            .publish(&format!("park/{i}"), q(qos), false, payload.as_bytes())
+            .await;
+        let m = sub.recv_publish().await;
+        assert_eq!(&m.payload[..], payload.as_bytes());
+        assert_eq!(m.qos, q(qos));
+        assert!(resumed(&broker) > before, "nobody was resumed");
+        // Both go quiet again and park once more.
+        wait_parked(&broker, 2 * (i + 2));
+    }
+    sub.expect_no_publish(Duration::from_millis(200)).await;
+}
+
+/// PINGREQ to a parked connection is answered; the connection stays up.
+#[test]
+fn parked_connection_answers_pingreq() {
+    let broker = Broker::start_with(PARK);
+    let (mut c, _) = RawClient::connect(broker.port(), "park-ping", true);
+    for round in 1..=3 {
+        wait_parked(&broker, round);
+        c.send_packet(&Packet::PingReq);
+        assert!(
+            matches!(c.read_packet(Duration::from_secs(3)), Packet::PingResp),
+            "no PINGRESP in round {round}"
+        );
+    }
+}
+
+/// A parked client with keepalive 1 s that stays silent is closed after
+/// 1.5 × keepalive and its will is published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_connection_keepalive_expires_with_will() {
+    let broker = Broker::start_with(PARK);
+    let (will_id, sub_id) = ids_on_different_shards("park-ka", "park-ka-watch");
+    let mut sub = MqttClient::connect(broker.port(), &sub_id).await;
+    assert_eq!(sub.subscribe("parkka/will", q(1)).await, vec![1]);
+    let (mut raw, _) = RawClient::connect_with(
+        broker.port(),
+        connect_packet(
+            &will_id,
+            true,
+            1,
+            Some(will("parkka/will", b"expired", QoS::AtLeastOnce, false)),
+        ),
+    );
+    let t0 = Instant::now();
+    let m = sub.recv_publish_within(Duration::from_secs(4)).await;
+    assert_eq!(&m.payload[..], b"expired");
+    let elapsed = t0.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(1400),
+        "closed after {elapsed:?}"
+    );
+    raw.expect_closed(Duration::from_secs(1));
+    assert!(broker.stderr().contains(" parked"), "never parked");
+}
+
+/// A parked client whose socket drops (no DISCONNECT) gets its will
+/// published; one that sends DISCONNECT does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parked_connection_eof_publishes_will_disconnect_does_not() {
+    let broker = Broker::start_with(PARK);
+    let (will_id, sub_id) = ids_on_different_shards("park-eof", "park-eof-watch");
+    let mut sub = MqttClient::connect(broker.port(), &sub_id).await;
+    assert_eq!(sub.subscribe("parkeof/+", q(1)).await, vec![1]);
+    let connect = |id: &str, topic: &str| {
+        connect_packet(
+            id,
+            true,
+            60,
+            Some(will(topic, b"gone", QoS::AtLeastOnce, false)),
+        )
+    };
+    let (clean, _) = RawClient::connect_with(broker.port(), connect("park-clean", "parkeof/clean"));
+    let (dropped, _) = RawClient::connect_with(broker.port(), connect(&will_id, "parkeof/dropped"));
+    wait_parked(&broker, 3);
+    clean.disconnect();
+    drop(dropped);
+    let m = sub.recv_publish().await;
+    assert_eq!(m.topic, "parkeof/dropped");
+    sub.expect_no_publish(Duration::from_millis(500)).await;
+}
+
+/// A new connection with the client id of a parked one takes the session
+/// over: the parked connection is closed, the persistent session (with its
+/// subscription) goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn takeover_of_a_parked_connection() {
+    let broker = Broker::start_with(PARK);
+    let (mut old, _) = RawClient::connect(broker.port(), "park-take", false);
+    assert_eq!(old.subscribe(1, &[("take/t", QoS::AtLeastOnce)]), vec![1]);
+    wait_parked(&broker, 1);
+    let (mut new, present) = RawClient::connect(broker.port(), "park-take", false);
+    assert!(present, "session lost in the takeover");
+    old.expect_closed(Duration::from_secs(3));
+    let mut publisher = MqttClient::connect(broker.port(), "park-take-pub").await;
+    publisher.publish("take/t", q(1), false, b"after").await;
+    let p = new.read_publish(Duration::from_secs(3));
+    assert_eq!(&p.payload[..], b"after");
+}
+
+/// SIGTERM with parked connections closes them and exits promptly.
+#[test]
+fn shutdown_with_parked_connections() {
+    let mut broker = Broker::start_with(PARK);
+    let mut clients: Vec<RawClient> = (0..20)
+        .map(|i| RawClient::connect(broker.port(), &format!("park-down-{i}"), true).0)
+        .collect();
+    wait_parked(&broker, 20);
+    let status = broker
+        .stop(Duration::from_secs(5))
+        .expect("no exit within 5 s");
+    assert!(status.success(), "exit status {status:?}");
+    for c in &mut clients {
+        c.expect_closed(Duration::from_secs(2));
+    }
+}
