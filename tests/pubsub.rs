@@ -360,3 +360,27 @@ fn mqtt_3_3_4_1_qos1_publish_gets_puback() {
         );
     }
 }
+
+/// A second broker on a port that one already serves refuses to start
+/// (SO_REUSEPORT would otherwise let the two split the clients), and the
+/// first goes on serving.
+#[test]
+fn second_broker_on_a_taken_port_refuses_to_start() {
+    let mut first = Broker::start();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ringmq"))
+        .args(["--listen", &format!("mqtt://127.0.0.1:{}", first.port())])
+        .args(["--shards", "1"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run a second ringmq");
+    assert!(!out.status.success(), "second broker started: {out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("already in use"), "stderr: {stderr}");
+    assert!(first.is_running(), "the first broker died");
+    let (mut raw, _) = RawClient::connect(first.port(), "after-refusal", true);
+    raw.publish("x/y", QoS::AtLeastOnce, 9, false, b"still serving");
+    assert_eq!(
+        raw.read_exact_bytes(4, RECV_TIMEOUT),
+        vec![0x40, 0x02, 0, 9]
+    );
+}

@@ -13,6 +13,7 @@ use super::context::ShardCtx;
 use super::io::{self, SharedStream};
 use super::listener::ListenerKind;
 use super::mesh::{Handoff, MeshItem};
+use super::pacer::Pacer;
 use super::parking;
 use super::transport::{read_mqtt, Transport, WriteSide};
 use super::ws_upgrade;
@@ -75,7 +76,7 @@ pub async fn accept(ctx: Rc<ShardCtx>, stream: TcpStream, kind: Rc<ListenerKind>
     let mut buf = BytesMut::new();
     let max = ctx.config.max_packet_size;
     let first = glommio::timer::timeout(ctx.config.connect_timeout, async {
-        Ok(read_connect(&stream, &mut transport, &write, &mut buf, max).await)
+        Ok(read_connect(&ctx.pacer, &stream, &mut transport, &write, &mut buf, max).await)
     })
     .await
     .unwrap_or(Err(ConnectionError::ConnectTimeout));
@@ -158,6 +159,7 @@ async fn hand_off(
 
 /// Reads until a whole first packet is there; it must be a CONNECT.
 async fn read_connect(
+    pacer: &Pacer,
     stream: &SharedStream,
     transport: &mut Transport,
     write: &WriteSide,
@@ -170,7 +172,7 @@ async fn read_connect(
             Some(_) => return Err(ConnectionError::NotConnect),
             None => {}
         }
-        if read_mqtt(stream, transport, write, buf).await? == 0 {
+        if read_mqtt(pacer, stream, transport, write, buf).await? == 0 {
             return Err(ConnectionError::Eof);
         }
     }
@@ -280,7 +282,7 @@ async fn read_loop(
         // Reads are cancel-safe, so a park request may interrupt one.
         let read = futures_lite::future::or(
             async {
-                read_mqtt(stream, &mut transport, write, &mut buf)
+                read_mqtt(&ctx.pacer, stream, &mut transport, write, &mut buf)
                     .await
                     .map(Some)
             },
@@ -302,12 +304,17 @@ async fn read_loop(
 async fn write_loop(ctx: Rc<ShardCtx>, conn: ConnId, stream: SharedStream, write: Rc<WriteSide>) {
     loop {
         write.notify.wait().await;
+        if ctx.pacer.is_busy(write.paced_write.get()) {
+            // Busy: let the output of this tick gather into one write.
+            ctx.pacer.next_tick().await;
+        }
         let Some((out, closing)) = ctx.core.borrow_mut().take_output(conn) else {
             break;
         };
         let out = write.frame_output(out, closing);
         if !out.is_empty() {
             write.last_write.set(ctx.now());
+            write.paced_write.set(ctx.pacer.stamp());
             if let Err(e) = io::write_all(&stream, &out).await {
                 tracing::debug!(shard = ctx.id, conn, error = %e, "write failed");
                 ctx.core.borrow_mut().connection_lost(conn);

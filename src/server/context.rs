@@ -24,6 +24,8 @@ pub struct ShardCtx {
     /// Senders to the other shards, once the mesh is joined.
     pub mesh:
         std::cell::OnceCell<Rc<glommio::channels::channel_mesh::Senders<super::mesh::MeshItem>>>,
+    /// The tick that busy connections batch their reads and writes on.
+    pub pacer: Rc<super::pacer::Pacer>,
     /// Connections parked after a silence, waiting in an epoll set.
     pub parking: super::parking::Parking,
     /// Sockets open on this shard (for --max-connections).
@@ -47,6 +49,7 @@ impl ShardCtx {
             writers: RefCell::new(HashMap::new()),
             mesh_senders: (0..shards).map(|_| Rc::new(Notify::default())).collect(),
             mesh: std::cell::OnceCell::new(),
+            pacer: Rc::default(),
             parking: super::parking::Parking::new()?,
             open_sockets: std::cell::Cell::new(0),
             started: Instant::now(),

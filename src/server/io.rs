@@ -16,6 +16,8 @@ use bytes::BytesMut;
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::TcpStream;
 
+use super::pacer::Pacer;
+
 pub type SharedStream = Rc<RefCell<TcpStream>>;
 
 /// Smallest read; also what an idle connection's buffer shrinks back to.
@@ -23,20 +25,33 @@ const READ_MIN: usize = 256;
 /// Largest read (and the most we zero beforehand).
 const READ_MAX: usize = 64 * 1024;
 
-/// How much to read next on one connection. It doubles when a read fills
-/// the space offered (a busy connection) and halves when reads come back
-/// small, so a busy connection reads in large chunks while an idle one
-/// holds no buffer at all (see [`release_if_idle`]).
+/// How much to read next on one connection, and when it last read data.
+/// The size doubles when a read fills the space offered (a busy
+/// connection) and halves when reads come back small, so a busy connection
+/// reads in large chunks while an idle one holds no buffer at all (see
+/// [`release_if_idle`]). The stamp drives pacing (see `pacer`).
 #[derive(Debug, Clone, Copy)]
-pub struct ReadHint(usize);
+pub struct ReadHint {
+    size: u32,
+    /// [`Pacer::stamp`] of the last read that returned data without filling
+    /// the buffer; 0 when the next read should not wait.
+    last_data: u32,
+}
 
 impl Default for ReadHint {
     fn default() -> Self {
-        ReadHint(READ_MIN * 2)
+        ReadHint {
+            size: (READ_MIN * 2) as u32,
+            last_data: 0,
+        }
     }
 }
 
 /// Reads what is available into `buf`'s spare capacity; `Ok(0)` at EOF.
+///
+/// A connection that read data less than a tick ago first waits for the
+/// shard's next tick, then reads with a plain `recv` (expecting data: no
+/// io_uring poll is armed unless there is none).
 ///
 /// Cancel-safe: if the future is dropped before the read completes, `buf`
 /// is left as it was (a park request interrupts reads this way).
@@ -44,8 +59,13 @@ pub async fn read_into(
     stream: &SharedStream,
     buf: &mut BytesMut,
     hint: &mut ReadHint,
+    pacer: &Pacer,
 ) -> io::Result<usize> {
-    let want = hint.0;
+    let paced = pacer.is_busy(hint.last_data);
+    if paced {
+        pacer.next_tick().await;
+    }
+    let want = hint.size as usize;
     if buf.capacity() - buf.len() < want / 2 {
         buf.reserve(want);
     }
@@ -56,18 +76,50 @@ pub async fn read_into(
     // again however this future ends.
     let mut fill = Filled { buf, keep: start };
     fill.buf.resize(end, 0);
-    let result =
-        poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_read(cx, &mut fill.buf[start..]))
-            .await;
+    let direct = if paced {
+        try_recv(stream, &mut fill.buf[start..])
+    } else {
+        None
+    };
+    let result = match direct {
+        Some(r) => r,
+        None => {
+            poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_read(cx, &mut fill.buf[start..]))
+                .await
+        }
+    };
     let n = *result.as_ref().unwrap_or(&0);
     fill.keep = start + n;
     drop(fill);
+    let size = hint.size as usize;
     if n == end - start {
-        hint.0 = (hint.0 * 2).min(READ_MAX);
-    } else if n < hint.0 / 4 {
-        hint.0 = (hint.0 / 2).max(READ_MIN);
+        hint.size = (size * 2).min(READ_MAX) as u32;
+        // Saturated: read again at once, waiting would cap throughput.
+        hint.last_data = 0;
+    } else {
+        if n < size / 4 {
+            hint.size = (size / 2).max(READ_MIN) as u32;
+        }
+        hint.last_data = if n > 0 { pacer.stamp() } else { 0 };
     }
     result
+}
+
+/// One non-blocking `recv`; `None` if nothing is there yet.
+fn try_recv(stream: &SharedStream, buf: &mut [u8]) -> Option<io::Result<usize>> {
+    let fd = stream.borrow().as_raw_fd();
+    // SAFETY: buf is valid for buf.len() bytes; fd is open while the stream
+    // lives.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+    if n >= 0 {
+        return Some(Ok(n as usize));
+    }
+    let e = io::Error::last_os_error();
+    match e.kind() {
+        io::ErrorKind::WouldBlock => None,
+        io::ErrorKind::Interrupted => None,
+        _ => Some(Err(e)),
+    }
 }
 
 /// Truncates a read buffer to the bytes actually read when dropped.
@@ -87,7 +139,7 @@ impl Drop for Filled<'_> {
 /// Strings kept from decoded packets are copied out by the broker core, so
 /// nothing long-lived pins the old allocation.
 pub fn release_if_idle(buf: &mut BytesMut, hint: &ReadHint) {
-    if buf.is_empty() && buf.capacity() > 0 && hint.0 <= READ_MIN * 2 {
+    if buf.is_empty() && buf.capacity() > 0 && hint.size as usize <= READ_MIN * 2 {
         *buf = BytesMut::new();
     }
 }

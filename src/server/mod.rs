@@ -11,6 +11,7 @@ mod listener;
 pub mod memory;
 mod mesh;
 mod notify;
+mod pacer;
 mod parking;
 mod preflight;
 mod shard_main;
@@ -60,6 +61,12 @@ pub fn run(mut config: Config) -> Result<(), ServerError> {
     // takes no connections), until the shards hold it.
     let mut reservations = Vec::new();
     for spec in &mut config.listeners {
+        if spec.addr.port() != 0 {
+            ensure_port_free(spec.addr).map_err(|source| ServerError::Bind {
+                url: spec.url(),
+                source,
+            })?;
+        }
         if spec.addr.port() == 0 {
             let (sock, addr) = reserve_port(spec.addr).map_err(|source| ServerError::Bind {
                 url: spec.url(),
@@ -127,6 +134,33 @@ pub fn run(mut config: Config) -> Result<(), ServerError> {
     handles.join_all();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Fails if another socket already holds `addr`. glommio binds with
+/// SO_REUSEPORT, which the kernel also grants to a second broker started on
+/// the same port by the same user: the two would silently split the
+/// clients between them. A bind without SO_REUSEPORT is refused while any
+/// socket holds the port, so it tells.
+fn ensure_port_free(addr: std::net::SocketAddr) -> std::io::Result<()> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let domain = if addr.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
+    let probe = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+    // Connections of an earlier run in TIME_WAIT do not count.
+    probe.set_reuse_address(true)?;
+    probe.bind(&addr.into()).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            std::io::Error::new(
+                e.kind(),
+                "address already in use (another broker may be running on it)",
+            )
+        } else {
+            e
+        }
+    })
 }
 
 fn reserve_port(

@@ -11,6 +11,7 @@ use glommio::channels::channel_mesh::MeshBuilder;
 
 use super::context::ShardCtx;
 use super::mesh::{self, MeshItem};
+use super::pacer;
 use super::parking;
 use super::{listener, ShardEvent};
 use crate::config::Config;
@@ -81,6 +82,7 @@ pub async fn run(
         })
     };
     let parking_waiter = glommio::spawn_local(parking::waiter(ctx.clone()));
+    let pacer_task = glommio::spawn_local(pacer::run(ctx.pacer.clone()));
     tracing::debug!(shard = id, "shard ready");
     let _ = events.send(ShardEvent::Ready(id));
 
@@ -91,6 +93,8 @@ pub async fn run(
     drop(accept_tasks);
     drop(ticker);
     drop(parking_waiter);
+    // Connections still closing may wait for a tick: keep it running.
+    pacer_task.detach();
     ctx.core.borrow_mut().close_all();
     ctx.wake();
     let deadline = ctx.now() + 2000;

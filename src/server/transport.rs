@@ -12,6 +12,7 @@ use bytes::BytesMut;
 use super::connection::ConnectionError;
 use super::io::{self, ReadHint, SharedStream};
 use super::notify::Notify;
+use super::pacer::Pacer;
 use crate::websocket::frame::{self, Control, FrameDecoder};
 
 /// Read-side state of a connection's transport. Moves with a hand-off.
@@ -62,6 +63,8 @@ pub struct WriteSide {
     /// Shard clock (ms) of the last write: a connection that receives
     /// messages is not silent, even if its client sends nothing.
     pub last_write: Cell<u64>,
+    /// [`Pacer::stamp`] of the last write, for pacing the next one.
+    pub paced_write: Cell<u32>,
 }
 
 impl WriteSide {
@@ -142,13 +145,14 @@ impl Transport {
 
 /// Reads until at least one more MQTT byte is in `mqtt`; `Ok(0)` at EOF.
 pub async fn read_mqtt(
+    pacer: &Pacer,
     stream: &SharedStream,
     transport: &mut Transport,
     write: &WriteSide,
     mqtt: &mut BytesMut,
 ) -> Result<usize, ConnectionError> {
     let ws = match transport {
-        Transport::Tcp(hint) => return Ok(io::read_into(stream, mqtt, hint).await?),
+        Transport::Tcp(hint) => return Ok(io::read_into(stream, mqtt, hint, pacer).await?),
         Transport::Ws(ws) => ws,
     };
     if let Some(end) = ws.ended.take() {
@@ -190,7 +194,7 @@ pub async fn read_mqtt(
                 io::write_all(stream, &control).await?;
             }
         }
-        if io::read_into(stream, &mut ws.raw, &mut ws.hint).await? == 0 {
+        if io::read_into(stream, &mut ws.raw, &mut ws.hint, pacer).await? == 0 {
             return Ok(0);
         }
     }

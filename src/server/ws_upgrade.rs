@@ -34,7 +34,7 @@ pub async fn upgrade(
                 HandshakeResult::Incomplete => {}
                 done => return Ok(Some(done)),
             }
-            match io::read_into(stream, &mut raw, &mut hint).await {
+            match io::read_into(stream, &mut raw, &mut hint, &ctx.pacer).await {
                 Ok(0) | Err(_) => return Ok(None),
                 Ok(_) => {}
             }
