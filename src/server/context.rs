@@ -4,6 +4,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::broker::{ConnId, Shard};
@@ -24,6 +25,8 @@ pub struct ShardCtx {
     /// Senders to the other shards, once the mesh is joined.
     pub mesh:
         std::cell::OnceCell<Rc<glommio::channels::channel_mesh::Senders<super::mesh::MeshItem>>>,
+    /// The tick-drained paths between shards (all shards share them).
+    pub lanes: Arc<super::mesh::Lanes>,
     /// The tick that busy connections batch their reads and writes on.
     pub pacer: Rc<super::pacer::Pacer>,
     /// Connections parked after a silence, waiting in an epoll set.
@@ -39,6 +42,7 @@ impl ShardCtx {
         id: usize,
         shards: usize,
         config: Config,
+        lanes: Arc<super::mesh::Lanes>,
     ) -> Result<Rc<ShardCtx>, super::parking::ParkingError> {
         let core = Shard::new(id, shards, config.limits.clone());
         Ok(Rc::new(ShardCtx {
@@ -49,6 +53,7 @@ impl ShardCtx {
             writers: RefCell::new(HashMap::new()),
             mesh_senders: (0..shards).map(|_| Rc::new(Notify::default())).collect(),
             mesh: std::cell::OnceCell::new(),
+            lanes,
             pacer: Rc::default(),
             parking: super::parking::Parking::new()?,
             open_sockets: std::cell::Cell::new(0),

@@ -1,5 +1,23 @@
-//! The channels between shards: glommio's channel mesh (one bounded
-//! lock-free SPSC ring per ordered pair of shards).
+//! The channels between shards.
+//!
+//! Two paths per ordered pair of shards, used so that batches stay in FIFO
+//! order across both:
+//! - glommio's channel mesh (a bounded lock-free SPSC ring per pair): a
+//!   push wakes the destination if it sleeps (an eventfd write, and a
+//!   reactor wake-up on the other core). Used for hand-offs, and for
+//!   batches to a shard that is not ticking.
+//! - a [`Lane`]: a lock-free ring (crossbeam `ArrayQueue`) that the
+//!   destination drains on its own pacer tick (see `pacer`), with no
+//!   wake-up at all. Used while the destination is ticking anyway (it has
+//!   busy connections), which is exactly when messages flow: under load,
+//!   batches cross cores without a syscall.
+//!
+//! Order: a batch goes into the lane only while no channel batch of that
+//! pair is unapplied, and the receiver drains the lane before it applies a
+//! channel item. A sender that finds the destination stopped ticking right
+//! after its push sends a `Wake` through the channel (the store of the
+//! ticking flag and the push are each followed by a SeqCst fence before the
+//! other side's check, so one of the two sides sees the other).
 //!
 //! Each destination has one sender task that ships the core's batch for it
 //! whenever woken; each source has one receiver task that applies batches.
@@ -9,6 +27,10 @@
 
 use std::os::fd::{FromRawFd, RawFd};
 use std::rc::Rc;
+use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+
+use crossbeam::queue::ArrayQueue;
+use crossbeam::utils::CachePadded;
 
 use bytes::BytesMut;
 use glommio::channels::channel_mesh::{Receivers, Senders};
@@ -36,6 +58,80 @@ pub struct Handoff {
 pub enum MeshItem {
     Broker(Vec<ShardMessage>),
     Handoff(Handoff),
+    /// Drain the lane: a batch was pushed into it as the destination
+    /// stopped ticking.
+    Wake,
+}
+
+/// Batches one lane holds before senders fall back to the channel.
+const LANE_CAPACITY: usize = 1024;
+
+/// The tick-drained path from one shard to another.
+pub struct Lane {
+    ring: ArrayQueue<Vec<ShardMessage>>,
+    /// Channel items (batches, wakes) sent and not yet applied.
+    in_channel: AtomicUsize,
+}
+
+/// The lanes of all ordered pairs, and which shards are ticking; shared by
+/// all executors.
+pub struct Lanes {
+    shards: usize,
+    lanes: Vec<Lane>,
+    ticking: Vec<CachePadded<AtomicBool>>,
+}
+
+impl Lanes {
+    pub fn new(shards: usize) -> Lanes {
+        Lanes {
+            shards,
+            lanes: (0..shards * shards)
+                .map(|_| Lane {
+                    ring: ArrayQueue::new(LANE_CAPACITY),
+                    in_channel: AtomicUsize::new(0),
+                })
+                .collect(),
+            ticking: (0..shards).map(|_| CachePadded::default()).collect(),
+        }
+    }
+
+    fn lane(&self, src: usize, dst: usize) -> &Lane {
+        &self.lanes[src * self.shards + dst]
+    }
+
+    /// Called by shard `id`'s pacer when it starts or stops ticking.
+    pub fn set_ticking(&self, id: usize, ticking: bool) {
+        self.ticking[id].store(ticking, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+    }
+
+    fn is_ticking(&self, id: usize) -> bool {
+        self.ticking[id].load(Ordering::SeqCst)
+    }
+}
+
+/// Applies every batch waiting in the lanes into this shard (on a tick,
+/// and before any channel item).
+pub fn drain_lanes(ctx: &Rc<ShardCtx>) {
+    let mut applied = false;
+    for src in 0..ctx.shards {
+        if src != ctx.id {
+            applied |= drain_lane(ctx, src);
+        }
+    }
+    if applied {
+        ctx.wake();
+    }
+}
+
+fn drain_lane(ctx: &ShardCtx, src: usize) -> bool {
+    let lane = ctx.lanes.lane(src, ctx.id);
+    let mut applied = false;
+    while let Some(batch) = lane.ring.pop() {
+        ctx.core.borrow_mut().handle_shard_messages(src, batch);
+        applied = true;
+    }
+    applied
 }
 
 /// Starts the sender and receiver tasks of this shard.
@@ -52,6 +148,7 @@ pub fn start(
         let (ctx, senders) = (ctx.clone(), senders.clone());
         glommio::spawn_local(async move {
             let notify = ctx.mesh_senders[dst].clone();
+            let lane = ctx.lanes.lane(ctx.id, dst);
             loop {
                 notify.wait().await;
                 loop {
@@ -59,7 +156,13 @@ pub fn start(
                     if batch.is_empty() {
                         break;
                     }
-                    if senders.send_to(dst, MeshItem::Broker(batch)).await.is_err() {
+                    let item = match push_to_lane(&ctx.lanes, lane, dst, batch) {
+                        Pushed::Done => continue,
+                        Pushed::NeedsWake => MeshItem::Wake,
+                        Pushed::UseChannel(batch) => MeshItem::Broker(batch),
+                    };
+                    lane.in_channel.fetch_add(1, Ordering::SeqCst);
+                    if senders.send_to(dst, item).await.is_err() {
                         tracing::debug!(shard = ctx.id, dst, "mesh channel closed");
                         return;
                     }
@@ -72,9 +175,17 @@ pub fn start(
         let ctx = ctx.clone();
         glommio::spawn_local(async move {
             while let Some(item) = receiver.recv().await {
+                let lane = ctx.lanes.lane(src, ctx.id);
                 match item {
                     MeshItem::Broker(batch) => {
+                        drain_lane(&ctx, src);
                         ctx.core.borrow_mut().handle_shard_messages(src, batch);
+                        lane.in_channel.fetch_sub(1, Ordering::SeqCst);
+                        ctx.wake();
+                    }
+                    MeshItem::Wake => {
+                        drain_lane(&ctx, src);
+                        lane.in_channel.fetch_sub(1, Ordering::SeqCst);
                         ctx.wake();
                     }
                     MeshItem::Handoff(h) => {
@@ -98,4 +209,29 @@ pub fn start(
         .detach();
     }
     senders
+}
+
+enum Pushed {
+    /// In the lane; the destination will drain it on its tick.
+    Done,
+    /// In the lane, but the destination stopped ticking: wake it.
+    NeedsWake,
+    UseChannel(Vec<ShardMessage>),
+}
+
+fn push_to_lane(lanes: &Lanes, lane: &Lane, dst: usize, batch: Vec<ShardMessage>) -> Pushed {
+    if lane.in_channel.load(Ordering::SeqCst) != 0 || !lanes.is_ticking(dst) {
+        return Pushed::UseChannel(batch);
+    }
+    if let Err(batch) = lane.ring.push(batch) {
+        // Full: the channel keeps the order (the receiver drains the lane
+        // before applying it).
+        return Pushed::UseChannel(batch);
+    }
+    fence(Ordering::SeqCst);
+    if lanes.is_ticking(dst) {
+        Pushed::Done
+    } else {
+        Pushed::NeedsWake
+    }
 }

@@ -85,6 +85,7 @@ pub fn run(mut config: Config) -> Result<(), ServerError> {
         PoolPlacement::Unbound(shards)
     };
     let mesh_builder = (shards > 1).then(|| MeshBuilder::full(shards, mesh::CHANNEL_CAPACITY));
+    let lanes = Arc::new(mesh::Lanes::new(shards));
     let (events_tx, events_rx) = mpsc::channel();
     let shutdown = Arc::new(AtomicBool::new(false));
     let handles = {
@@ -92,7 +93,9 @@ pub fn run(mut config: Config) -> Result<(), ServerError> {
         LocalExecutorPoolBuilder::new(placement)
             .name("ringmq-shard")
             .io_memory(config.io_memory)
-            .on_all_shards(move || shard_main::run(config, mesh_builder, events_tx, shutdown))
+            .on_all_shards(move || {
+                shard_main::run(config, lanes, mesh_builder, events_tx, shutdown)
+            })
             .map_err(|e| ServerError::Start(e.to_string()))?
     };
 

@@ -82,15 +82,31 @@ impl Pacer {
 }
 
 /// The shard's tick task: ticks every [`PACE`] while anyone waits.
-pub async fn run(pacer: Rc<Pacer>) {
+/// `ticking` is told when it starts and stops; `on_tick` runs on every
+/// tick before the waiters wake (so what it produces goes out on this
+/// tick), and once more after `ticking(false)` (to catch what was sent
+/// while others still believed this shard was ticking).
+pub async fn run(pacer: Rc<Pacer>, ticking: impl Fn(bool), on_tick: impl Fn()) {
     let mut woken = Vec::new();
+    let mut is_ticking = false;
     loop {
         if pacer.waiters.borrow().is_empty() {
+            if is_ticking {
+                is_ticking = false;
+                ticking(false);
+                on_tick();
+                continue;
+            }
             pacer.wanted.wait().await;
             continue;
         }
+        if !is_ticking {
+            is_ticking = true;
+            ticking(true);
+        }
         glommio::timer::sleep(PACE).await;
         pacer.tick.set(pacer.tick.get() + 1);
+        on_tick();
         std::mem::swap(&mut woken, &mut *pacer.waiters.borrow_mut());
         for w in woken.drain(..) {
             w.wake();

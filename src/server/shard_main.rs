@@ -21,6 +21,7 @@ const TICK: Duration = Duration::from_millis(500);
 
 pub async fn run(
     config: Config,
+    lanes: Arc<mesh::Lanes>,
     mesh_builder: Option<MeshBuilder<MeshItem, glommio::channels::channel_mesh::Full>>,
     events: Sender<ShardEvent>,
     shutdown: Arc<AtomicBool>,
@@ -37,7 +38,7 @@ pub async fn run(
         },
         None => (0, None),
     };
-    let ctx = match ShardCtx::new(id, shards, config) {
+    let ctx = match ShardCtx::new(id, shards, config, lanes) {
         Ok(ctx) => ctx,
         Err(e) => {
             let _ = events.send(ShardEvent::Failed(format!("shard {id}: {e}")));
@@ -82,7 +83,14 @@ pub async fn run(
         })
     };
     let parking_waiter = glommio::spawn_local(parking::waiter(ctx.clone()));
-    let pacer_task = glommio::spawn_local(pacer::run(ctx.pacer.clone()));
+    let pacer_task = {
+        let (a, b) = (ctx.clone(), ctx.clone());
+        glommio::spawn_local(pacer::run(
+            ctx.pacer.clone(),
+            move |on| a.lanes.set_ticking(a.id, on),
+            move || mesh::drain_lanes(&b),
+        ))
+    };
     tracing::debug!(shard = id, "shard ready");
     let _ = events.send(ShardEvent::Ready(id));
 
