@@ -10,7 +10,10 @@ P99_BOUND_MS=${P99_BOUND_MS:-50}
 export P99_BOUND_MS
 quick=0; [ "${1:-}" = "--quick" ] && quick=1
 dur=10; [ $quick -eq 1 ] && dur=2
-storm=5000
+# Idle connections: the issue's target is measured at 15,000 (under the 20,000 open files a
+# sandbox may allow a process); held long enough for ringmq to park them (--park-after-ms 2000).
+# --quick skips the WebSocket storm (the full run reports it).
+storm=15000; storm_transports="tcp ws"; [ $quick -eq 1 ] && storm_transports="tcp"
 out="bench-results/$(date +%Y-%m-%d)"; mkdir -p "$out/raw"
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 command -v mosquitto >/dev/null || { as_root apt-get update; as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y mosquitto; }
@@ -27,15 +30,23 @@ B=./target/release/ringmq-bench
 cores=$(nproc); pin_b=(); pin_l=()
 if [ "$cores" -ge 4 ]; then pin_b=(taskset -c 0-$((cores/2-1))); pin_l=(taskset -c $((cores/2))-$((cores-1))); fi
 
+# Waits (up to 5 s) until the broker accepts TCP connections on port $1.
+wait_port() {
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "broker not listening on $1 after 5 s" >&2
+}
 start_ringmq() {
     "${pin_b[@]}" ./target/release/ringmq --listen mqtt://127.0.0.1:18931 --listen ws://127.0.0.1:18932/mqtt \
         --shards "${RINGMQ_SHARDS:-2}" --max-queued 100000 --log-level warn >"$out/raw/ringmq.log" 2>&1 &
-    BPID=$!; TCP=18931; WS=18932; sleep 1
+    BPID=$!; TCP=18931; WS=18932; wait_port $TCP; wait_port $WS
 }
 start_mosquitto() {
     printf 'listener 18941 127.0.0.1\nlistener 18942\nprotocol websockets\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nset_tcp_nodelay true\n' >"$out/raw/mosquitto.conf"
     "${pin_b[@]}" mosquitto -c "$out/raw/mosquitto.conf" >"$out/raw/mosquitto.log" 2>&1 &
-    BPID=$!; TCP=18941; WS=18942; sleep 1
+    BPID=$!; TCP=18941; WS=18942; wait_port $TCP; wait_port $WS
 }
 start_rumqttd() {
     # Equivalent settings: no persistence (rumqttd keeps an in-memory commit log), large
@@ -68,7 +79,7 @@ next_connection_delay_ms = 0
     dynamic_filters = true
 TOML
     "${pin_b[@]}" rumqttd --config "$out/raw/rumqttd.toml" >"$out/raw/rumqttd.log" 2>&1 &
-    BPID=$!; TCP=18951; WS=18952; sleep 1
+    BPID=$!; TCP=18951; WS=18952; wait_port $TCP; wait_port $WS
 }
 stop_broker() { kill "$BPID" 2>/dev/null || true; wait "$BPID" 2>/dev/null || true; }
 
@@ -93,10 +104,14 @@ for broker in "${brokers[@]}"; do
             --json "$out/raw/$broker-$name.json" >/dev/null 2>>"$out/raw/bench.log" || echo "run $broker $name failed"
         stop_broker
     done
-    "start_$broker"
-    "$B" --scenario storm --port "$TCP" --connections $storm --connect-rate 2500 --hold 2 --broker-pid "$BPID" \
-        --label "$broker" --json "$out/raw/$broker-storm-tcp.json" >/dev/null 2>>"$out/raw/bench.log" || echo "storm $broker failed"
-    stop_broker
+    for transport in $storm_transports; do
+        "start_$broker"
+        port=$TCP; [ $transport = ws ] && port=$WS
+        "$B" --scenario storm --transport $transport --port "$port" --connections $storm --connect-rate 7500 --hold 4 \
+            --broker-pid "$BPID" --label "$broker" --json "$out/raw/$broker-storm-$transport.json" \
+            >/dev/null 2>>"$out/raw/bench.log" || echo "storm $broker $transport failed"
+        stop_broker
+    done
 done
 
 # Sustained rate: offered rate sweep (16 pairs, 64 B) per broker and QoS; the report's headline is
@@ -152,7 +167,7 @@ lines += ["", "| idle connections | broker | connected | RSS per connection (byt
 for name, by in runs.items():
     if name.startswith("storm"):
         for broker, r in sorted(by.items(), reverse=True):
-            lines.append(f"| {r.get('connections')} TCP | {broker} | {r.get('connected')} | {r.get('rss_per_connection_bytes',0):,.0f} |")
+            lines.append(f"| {r.get('connections')} {r.get('transport','tcp').upper()} | {broker} | {r.get('connected')} | {(r.get('rss_per_connection_bytes') or 0):,.0f} |")
 bound = float(os.environ.get("P99_BOUND_MS", "50"))
 sweep = {}
 for name, by in runs.items():
@@ -183,6 +198,40 @@ for (broker, q), rs in sorted(sweep.items(), key=lambda k: (k[0][1], k[0][0] != 
 lines += ["", "| after overload (16 pairs QoS 0 as fast as possible) | broker | then 4 pairs QoS 1 at 1,000/s: lost |", "| --- | --- | ---: |"]
 for broker, r in sorted(runs.get("after-overload", {}).items(), reverse=True):
     lines.append(f"| serves normally: {'yes' if r.get('lost', 1) == 0 and r.get('received', 0) > 0 else 'NO'} | {broker} | {r.get('lost')} |")
+# The issue's targets, as ratios against mosquitto measured in this same run.
+def sustained(broker, q):
+    best = 0
+    for total, r in sweep.get((broker, q), []):
+        p99 = (r.get("latency_us") or {}).get("p99", 1e12) / 1000
+        if r.get("lost", 1) == 0 and p99 <= bound and r.get("received_per_s", 0) >= 0.95 * total:
+            best = max(best, r.get("received_per_s", 0))
+    return best
+def per_cpu(name, broker):
+    r = runs.get(name, {}).get(broker)
+    c = r and cpu(r)
+    return r["received"] / c if c else 0
+def rss(transport, broker):
+    r = runs.get(f"storm-{transport}", {}).get(broker) or {}
+    return r.get("rss_per_connection_bytes") or 0
+def ratio(a, b):
+    return f"{a / b:.2f}×" if a and b else "n/a"
+targets = []
+for q in (0, 1):
+    a, b = sustained("ringmq", q), sustained("mosquitto", q)
+    targets.append((f"sustained QoS {q} p2p msg/s ≥ 2 × mosquitto", f"{a:,.0f} vs {b:,.0f}", ratio(a, b), bool(a and b and a >= 2 * b)))
+for q in (0, 1):
+    a, b = per_cpu(f"p2p-qos{q}-80k", "ringmq"), per_cpu(f"p2p-qos{q}-80k", "mosquitto")
+    targets.append((f"deliveries per CPU-s at 80k msg/s, QoS {q} ≥ 3 × mosquitto", f"{a:,.0f} vs {b:,.0f}", ratio(a, b), bool(a and b and a >= 3 * b)))
+a, b = rss("tcp", "ringmq"), rss("tcp", "mosquitto")
+targets.append(("RSS per idle TCP connection ≤ mosquitto", f"{a:,.0f} B vs {b:,.0f} B", ratio(a, b), bool(a and b and a <= b)))
+a, b = rss("ws", "ringmq"), rss("ws", "mosquitto")
+if "storm-ws" in runs:
+    targets.append(("RSS per idle WebSocket connection ≤ 2 KiB", f"{a:,.0f} B (mosquitto {b:,.0f} B)", ratio(a, b), bool(a and a <= 2048)))
+r = runs.get("after-overload", {}).get("ringmq") or {}
+targets.append(("serves normally after a 10× overload", f"lost {r.get('lost')} of {r.get('expected')}", "", r.get("lost", 1) == 0 and r.get("received", 0) > 0))
+lines += ["", "Targets (ringmq against mosquitto in this run):", "",
+          "| target | ringmq vs mosquitto | ratio | met |", "| --- | --- | ---: | --- |"]
+lines += [f"| {t} | {v} | {x} | {'yes' if ok else 'NO'} |" for t, v, x, ok in targets]
 lines += ["", "lost = expected − received after a bounded drain; ringmq drops QoS 0 to a subscriber whose "
           "outbox is full and QoS 1/2 beyond --max-queued (counted), mosquitto pushes back through TCP.",
           "A broker missing from a row failed that run (see raw/bench.log)."]

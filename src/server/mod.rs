@@ -139,30 +139,73 @@ pub fn run(mut config: Config) -> Result<(), ServerError> {
     Ok(())
 }
 
-/// Fails if another socket already holds `addr`. glommio binds with
+/// Fails if another socket already listens on `addr`. glommio binds with
 /// SO_REUSEPORT, which the kernel also grants to a second broker started on
 /// the same port by the same user: the two would silently split the
-/// clients between them. A bind without SO_REUSEPORT is refused while any
-/// socket holds the port, so it tells.
+/// clients between them. A bind probe cannot tell a live listener from the
+/// closing connections of an earlier run, so this reads the kernel's table
+/// of TCP sockets instead. A broker that has just exited keeps its
+/// listener for some milliseconds (io_uring tears its requests down after
+/// the process is gone), so a listener must outlast a short grace period.
 fn ensure_port_free(addr: std::net::SocketAddr) -> std::io::Result<()> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let domain = if addr.is_ipv6() {
-        Domain::IPV6
-    } else {
-        Domain::IPV4
-    };
-    let probe = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
-    // Connections of an earlier run in TIME_WAIT do not count.
-    probe.set_reuse_address(true)?;
-    probe.bind(&addr.into()).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AddrInUse {
-            std::io::Error::new(
-                e.kind(),
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while listening_on(addr) {
+        if std::time::Instant::now() >= deadline {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
                 "address already in use (another broker may be running on it)",
-            )
-        } else {
-            e
+            ));
         }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// Whether a socket in LISTEN state holds `addr`'s port on its address or
+/// a wildcard (from /proc/net/tcp and tcp6).
+fn listening_on(addr: std::net::SocketAddr) -> bool {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let parse_ip = |hex: &str| -> Option<IpAddr> {
+        // Each 32-bit word is printed as the host-order value of the
+        // network-order bytes.
+        let words: Option<Vec<[u8; 4]>> = (0..hex.len() / 8)
+            .map(|i| {
+                u32::from_str_radix(hex.get(i * 8..i * 8 + 8)?, 16)
+                    .ok()
+                    .map(u32::to_ne_bytes)
+            })
+            .collect();
+        let bytes: Vec<u8> = words?.concat();
+        match bytes.len() {
+            4 => Some(IpAddr::V4(Ipv4Addr::new(
+                bytes[0], bytes[1], bytes[2], bytes[3],
+            ))),
+            16 => {
+                let v6 = Ipv6Addr::from(<[u8; 16]>::try_from(bytes).ok()?);
+                Some(v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4))
+            }
+            _ => None,
+        }
+    };
+    let ours = addr.ip();
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|file| {
+        let Ok(table) = std::fs::read_to_string(file) else {
+            return false;
+        };
+        table.lines().skip(1).any(|line| {
+            let cols: Vec<&str> = line.split_whitespace().take(4).collect();
+            let (Some(local), Some(&"0A")) = (cols.get(1), cols.get(3)) else {
+                return false;
+            };
+            let Some((ip, port)) = local.split_once(':') else {
+                return false;
+            };
+            if u16::from_str_radix(port, 16).ok() != Some(addr.port()) {
+                return false;
+            }
+            parse_ip(ip)
+                .is_some_and(|ip| ip.is_unspecified() || ours.is_unspecified() || ip == ours)
+        })
     })
 }
 

@@ -345,7 +345,10 @@ impl Shard {
     /// `None` for a connection that was released.
     pub fn take_output(&mut self, conn: ConnId) -> Option<(BytesMut, bool)> {
         let c = self.conns.get_mut(&conn)?;
-        Some((c.outbox.split(), c.closing))
+        // Taken whole, not split: a split would leave the buffer's spare
+        // room (and the buffer) with the connection for as long as it
+        // lives, which for an idle connection is memory for nothing.
+        Some((std::mem::take(&mut c.outbox), c.closing))
     }
 
     /// Forgets a closed connection once the server has finished with it.
