@@ -16,12 +16,20 @@
 //!
 //! The server wraps each batch in its private `MeshItem::Broker(Vec<_>)`;
 //! this bench sends the `Vec<ShardMessage>` itself, which has the same cost.
+//!
+//! Two paths, as in `server/mesh.rs`: `channel` (glommio's shared channel,
+//! which wakes a sleeping receiver through an eventfd) and `lane` (a
+//! crossbeam `ArrayQueue` of batches, which the broker drains on its pacer
+//! tick without any wake-up; here the receiver polls it continuously, so
+//! the figure is the lane's own cost, not the tick's).
 
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use bytestring::ByteString;
+use crossbeam::queue::ArrayQueue;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder};
@@ -30,6 +38,8 @@ use ringmq::protocol::QoS;
 
 /// The broker's ring size (`server::mesh::CHANNEL_CAPACITY`, private).
 const CHANNEL_CAPACITY: usize = 256;
+/// The broker's lane size (`server::mesh::LANE_CAPACITY`, private).
+const LANE_CAPACITY: usize = 1024;
 /// Enough for glommio's rings under this machine's RLIMIT_MEMLOCK.
 const IO_MEMORY: usize = 64 << 10;
 
@@ -40,7 +50,20 @@ enum Command {
     Stop,
 }
 
-/// Two executors, a mesh between them, and the driver's control lines.
+#[derive(Clone, Copy, Debug)]
+enum Path {
+    Channel,
+    Lane,
+}
+
+/// The lane and a flag that tells its polling receiver to stop.
+struct Lane {
+    ring: ArrayQueue<Batch>,
+    closed: AtomicBool,
+}
+
+/// Two executors, a mesh and a lane between them, and the driver's control
+/// lines.
 struct Pair {
     commands: mpsc::Sender<Command>,
     started: mpsc::Receiver<Instant>,
@@ -49,8 +72,13 @@ struct Pair {
 }
 
 impl Pair {
-    fn start() -> Pair {
+    fn start(path: Path) -> Pair {
         let mesh: MeshBuilder<Batch, _> = MeshBuilder::full(2, CHANNEL_CAPACITY);
+        let lane = Arc::new(Lane {
+            ring: ArrayQueue::new(LANE_CAPACITY),
+            closed: AtomicBool::new(false),
+        });
+        let sender_lane = lane.clone();
         let (commands, command_rx) = mpsc::channel::<Command>();
         let (started_tx, started) = mpsc::channel();
         let (finished_tx, finished) = mpsc::channel();
@@ -85,12 +113,23 @@ impl Pair {
                                 retain_stamp: 0,
                             });
                         }
-                        if senders.send_to(peer, items).await.is_err() {
-                            panic!("mesh channel closed");
+                        match path {
+                            Path::Channel => {
+                                if senders.send_to(peer, items).await.is_err() {
+                                    panic!("mesh channel closed");
+                                }
+                            }
+                            Path::Lane => {
+                                while let Err(back) = sender_lane.ring.push(items) {
+                                    items = back;
+                                    futures_lite::future::yield_now().await;
+                                }
+                            }
                         }
                         left -= n as u64;
                     }
                 }
+                sender_lane.closed.store(true, Ordering::SeqCst);
                 senders.close();
             })
             .expect("spawn sending executor (RLIMIT_MEMLOCK?)");
@@ -104,7 +143,21 @@ impl Pair {
                 let (_, stream) = receivers.streams().pop().expect("one peer");
                 let mut expected = 0u64;
                 let mut got = 0u64;
-                while let Some(batch) = stream.recv().await {
+                loop {
+                    let batch = match path {
+                        Path::Channel => match stream.recv().await {
+                            Some(b) => b,
+                            None => break,
+                        },
+                        Path::Lane => match lane.ring.pop() {
+                            Some(b) => b,
+                            None if lane.closed.load(Ordering::SeqCst) => break,
+                            None => {
+                                futures_lite::future::yield_now().await;
+                                continue;
+                            }
+                        },
+                    };
                     if expected == 0 {
                         // Sent before the first batch of the round.
                         expected = total_rx.recv().expect("sender alive");
@@ -154,20 +207,23 @@ impl Drop for Pair {
 }
 
 fn handoff(c: &mut Criterion) {
-    let pair = Pair::start();
-    // Sanity and warm-up of the rings.
-    for batch in [1, 16, 256] {
-        pair.run(1000, batch);
-    }
     let mut group = c.benchmark_group("cross_shard_handoff");
     group.throughput(Throughput::Elements(1));
-    for batch in [1usize, 16, 256] {
-        group.bench_function(BenchmarkId::from_parameter(format!("batch_{batch}")), |b| {
-            b.iter_custom(|iters| pair.run(iters, batch))
-        });
+    for path in [Path::Channel, Path::Lane] {
+        let pair = Pair::start(path);
+        // Sanity and warm-up of the rings.
+        for batch in [1, 16, 256] {
+            pair.run(1000, batch);
+        }
+        for batch in [1usize, 16, 256] {
+            let name = format!("{path:?}/batch_{batch}").to_lowercase();
+            group.bench_function(BenchmarkId::from_parameter(name), |b| {
+                b.iter_custom(|iters| pair.run(iters, batch))
+            });
+        }
+        drop(pair);
     }
     group.finish();
-    drop(pair);
 }
 
 criterion_group!(benches, handoff);

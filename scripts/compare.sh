@@ -81,7 +81,18 @@ TOML
     "${pin_b[@]}" rumqttd --config "$out/raw/rumqttd.toml" >"$out/raw/rumqttd.log" 2>&1 &
     BPID=$!; TCP=18951; WS=18952; wait_port $TCP; wait_port $WS
 }
-stop_broker() { kill "$BPID" 2>/dev/null || true; wait "$BPID" 2>/dev/null || true; }
+# Stops the broker and waits until its ports refuse connections: a listener can outlive its
+# process by some milliseconds (io_uring tears it down afterwards), and the next broker's
+# readiness check must not mistake it for the next broker.
+stop_broker() {
+    kill "$BPID" 2>/dev/null || true; wait "$BPID" 2>/dev/null || true
+    for port in $TCP $WS; do
+        for _ in $(seq 100); do
+            (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
+            sleep 0.05
+        done
+    done
+}
 
 # name | bench arguments (PORT/WSPORT substituted per broker)
 scenarios=(
