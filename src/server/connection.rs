@@ -279,6 +279,11 @@ async fn read_loop(
         while ctx.core.borrow().outgoing_backlog() > MESH_BACKLOG_LIMIT {
             glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
         }
+        // Acknowledgements that free a full in-flight window are urgent:
+        // pacing them would cap a QoS 1/2 subscriber at a window per tick.
+        if ctx.core.borrow().awaits_acks(conn) {
+            transport.unpace();
+        }
         // Reads are cancel-safe, so a park request may interrupt one.
         let read = futures_lite::future::or(
             async {

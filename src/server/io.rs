@@ -47,6 +47,13 @@ impl Default for ReadHint {
     }
 }
 
+impl ReadHint {
+    /// The next read does not wait for the tick.
+    pub fn unpace(&mut self) {
+        self.last_data = 0;
+    }
+}
+
 /// Reads what is available into `buf`'s spare capacity; `Ok(0)` at EOF.
 ///
 /// A connection that read data less than a tick ago first waits for the

@@ -127,6 +127,14 @@ impl Transport {
         }
     }
 
+    /// The next read does not wait for the pacer's tick.
+    pub fn unpace(&mut self) {
+        match self {
+            Transport::Tcp(hint) => hint.unpace(),
+            Transport::Ws(ws) => ws.hint.unpace(),
+        }
+    }
+
     /// Lets an idle connection's buffers go (`mqtt` is the packet buffer,
     /// empty after decoding).
     pub fn release_if_idle(&mut self, mqtt: &mut BytesMut) {

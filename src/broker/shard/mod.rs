@@ -322,6 +322,16 @@ impl Shard {
             .is_some_and(|c| c.closing || !c.outbox.is_empty())
     }
 
+    /// Whether `conn`'s session has messages waiting behind a full
+    /// in-flight window: its client's acknowledgements are what lets them
+    /// go, so the server should read them without delay.
+    pub fn awaits_acks(&self, conn: ConnId) -> bool {
+        self.conns
+            .get(&conn)
+            .and_then(|c| self.sessions.get(&c.session))
+            .is_some_and(|s| s.inflight.len() >= self.limits.max_inflight && !s.queue.is_empty())
+    }
+
     /// Closes every connection, for shutdown.
     pub fn close_all(&mut self) {
         let all: Vec<ConnId> = self.conns.keys().collect();

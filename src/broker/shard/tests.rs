@@ -399,6 +399,11 @@ fn inflight_window_and_bounded_queue() {
     }
     let first = sim.recv(sub);
     assert_eq!(publishes(&first).len(), 2, "window of 2");
+    assert!(
+        sim.shards[0].awaits_acks(sub.conn),
+        "window full with a message queued behind it"
+    );
+    assert!(!sim.shards[0].awaits_acks(publ.conn));
     assert_eq!(
         sim.shards[0].stats.dropped_queue_full, 1,
         "one queued, one dropped and counted"
@@ -418,6 +423,10 @@ fn inflight_window_and_bounded_queue() {
         publishes(&sim.recv(sub)).len(),
         1,
         "queued one moves into the window"
+    );
+    assert!(
+        !sim.shards[0].awaits_acks(sub.conn),
+        "window full but nothing queued"
     );
 }
 
