@@ -393,7 +393,18 @@ fn second_broker_on_a_taken_port_refuses_to_start() {
 /// same paths) gets everything published after its SUBACK.
 #[test]
 fn cross_shard_bursts_keep_order_across_lane_and_channel() {
-    let broker = Broker::start();
+    bursts_keep_order(&[]);
+}
+
+/// The same with pacing off (`--pace-us 0`): every batch crosses through
+/// the waking channel.
+#[test]
+fn cross_shard_bursts_keep_order_without_pacing() {
+    bursts_keep_order(&["--pace-us", "0"]);
+}
+
+fn bursts_keep_order(broker_args: &[&str]) {
+    let broker = Broker::start_with(broker_args);
     let (mut publisher, _) = RawClient::connect(broker.port(), &client_id_on(0, "burst-pub"), true);
     let (mut sub, _) = RawClient::connect(broker.port(), &client_id_on(1, "burst-sub"), true);
     assert_eq!(sub.subscribe(1, &[("burst/t", QoS::AtMostOnce)]), vec![0]);

@@ -45,6 +45,7 @@ impl ShardCtx {
         lanes: Arc<super::mesh::Lanes>,
     ) -> Result<Rc<ShardCtx>, super::parking::ParkingError> {
         let core = Shard::new(id, shards, config.limits.clone());
+        let pacer = Rc::new(super::pacer::Pacer::new(config.pace));
         Ok(Rc::new(ShardCtx {
             id,
             shards,
@@ -54,7 +55,7 @@ impl ShardCtx {
             mesh_senders: (0..shards).map(|_| Rc::new(Notify::default())).collect(),
             mesh: std::cell::OnceCell::new(),
             lanes,
-            pacer: Rc::default(),
+            pacer,
             parking: super::parking::Parking::new()?,
             open_sockets: std::cell::Cell::new(0),
             started: Instant::now(),

@@ -4,7 +4,8 @@
 //! Why: at a steady 20,000 messages a second per client, serving each
 //! message as it arrives costs a reactor wake-up, a `recv`, an io_uring
 //! poll, a `send` and often a cross-shard wake-up — per message. A
-//! connection that was read (or written) less than one [`PACE`] ago is
+//! connection that was read (or written) less than one tick (`--pace-us`,
+//! 1 ms by default) ago is
 //! *busy*: its next read (write) waits for the shard's next tick instead,
 //! and then takes everything that arrived meanwhile in one syscall. All
 //! busy connections of a shard wake on the same tick, so their messages
@@ -13,7 +14,9 @@
 //! latency on each side; a connection that fills its read buffer skips the
 //! wait (it is saturated, and waiting would cap its throughput).
 //!
-//! The tick runs only while somebody waits for it.
+//! The tick runs only while somebody waits for it. `--pace-us 0` turns
+//! pacing off: every connection is served as its data comes, and batches
+//! cross shards through the waking channel only.
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
@@ -23,11 +26,10 @@ use std::time::{Duration, Instant};
 
 use super::notify::Notify;
 
-/// The tick period: the most latency pacing adds on one side.
-pub const PACE: Duration = Duration::from_micros(1000);
-
 /// A shard's tick and clock.
 pub struct Pacer {
+    /// The tick period in microseconds; 0: pacing off.
+    period_us: u32,
     started: Instant,
     tick: Cell<u64>,
     waiters: RefCell<Vec<Waker>>,
@@ -35,18 +37,18 @@ pub struct Pacer {
     wanted: Notify,
 }
 
-impl Default for Pacer {
-    fn default() -> Self {
+impl Pacer {
+    /// A pacer ticking every `period` (zero: never busy, never ticks).
+    pub fn new(period: Duration) -> Pacer {
         Pacer {
+            period_us: period.as_micros().min(u128::from(u32::MAX / 2)) as u32,
             started: Instant::now(),
             tick: Cell::new(0),
             waiters: RefCell::new(Vec::new()),
             wanted: Notify::default(),
         }
     }
-}
 
-impl Pacer {
     /// Microseconds since the shard started, wrapping (every 71 minutes):
     /// compared only by wrapping difference, over spans far shorter.
     pub fn now_us(&self) -> u32 {
@@ -55,7 +57,7 @@ impl Pacer {
 
     /// Whether something stamped `last_us` (0: never) less than a tick ago.
     pub fn is_busy(&self, last_us: u32) -> bool {
-        last_us != 0 && self.now_us().wrapping_sub(last_us) < PACE.as_micros() as u32
+        last_us != 0 && self.now_us().wrapping_sub(last_us) < self.period_us
     }
 
     /// A timestamp for [`is_busy`](Self::is_busy): never 0.
@@ -81,7 +83,7 @@ impl Pacer {
     }
 }
 
-/// The shard's tick task: ticks every [`PACE`] while anyone waits.
+/// The shard's tick task: ticks every period while anyone waits.
 /// `ticking` is told when it starts and stops; `on_tick` runs on every
 /// tick before the waiters wake (so what it produces goes out on this
 /// tick), and once more after `ticking(false)` (to catch what was sent
@@ -104,7 +106,7 @@ pub async fn run(pacer: Rc<Pacer>, ticking: impl Fn(bool), on_tick: impl Fn()) {
             is_ticking = true;
             ticking(true);
         }
-        glommio::timer::sleep(PACE).await;
+        glommio::timer::sleep(Duration::from_micros(u64::from(pacer.period_us))).await;
         pacer.tick.set(pacer.tick.get() + 1);
         on_tick();
         std::mem::swap(&mut woken, &mut *pacer.waiters.borrow_mut());
