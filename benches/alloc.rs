@@ -13,16 +13,16 @@
 //!
 //! `cargo bench --bench alloc` (criterion's flags are accepted and ignored).
 
+mod support;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use support::fanout_shard;
 
 use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
-use ringmq::broker::{BrokerLimits, ConnId, Shard};
-use ringmq::protocol::{
-    decode, Ack, Connect, Packet, ProtocolVersion, Publish, QoS, Subscribe, SubscriptionOptions,
-    SubscriptionRequest,
-};
+use ringmq::broker::{ConnId, Shard};
+use ringmq::protocol::{decode, Ack, Packet, ProtocolVersion, Publish, QoS};
 
 struct Counting;
 
@@ -113,22 +113,6 @@ struct Fixture {
     next_publish_id: u16,
 }
 
-fn connect(shard: &mut Shard, client_id: String) -> ConnId {
-    shard.connect(
-        Connect {
-            protocol: V,
-            clean_start: true,
-            keep_alive: 0,
-            client_id: ByteString::from(client_id),
-            will: None,
-            username: None,
-            password: None,
-            properties: None,
-        },
-        0,
-    )
-}
-
 fn next_id(id: u16) -> u16 {
     if id == u16::MAX {
         1
@@ -139,31 +123,7 @@ fn next_id(id: u16) -> u16 {
 
 impl Fixture {
     fn new(subscribers: usize, qos: QoS) -> Fixture {
-        let mut shard = Shard::new(0, 1, BrokerLimits::default());
-        let publisher = connect(&mut shard, "publisher".into());
-        let subscribers: Vec<ConnId> = (0..subscribers)
-            .map(|i| {
-                let conn = connect(&mut shard, format!("subscriber-{i}"));
-                let _ = shard.handle_packet(
-                    conn,
-                    Packet::Subscribe(Subscribe {
-                        packet_id: 1,
-                        filters: vec![SubscriptionRequest {
-                            filter: ByteString::from_static(TOPIC),
-                            options: SubscriptionOptions {
-                                qos,
-                                no_local: false,
-                                retain_as_published: false,
-                                retain_handling: 0,
-                            },
-                        }],
-                        properties: None,
-                    }),
-                    0,
-                );
-                conn
-            })
-            .collect();
+        let (shard, publisher, subscribers) = fanout_shard(subscribers, TOPIC, qos);
         let mut f = Fixture {
             dirty: Vec::with_capacity(subscribers.len() + 1),
             shard,

@@ -13,16 +13,16 @@
 //! (100 devices per site, 4 metrics): 70% exact filters, 15%
 //! `site/<s>/dev/+/<metric>`, 10% `site/<s>/dev/<d>/#`, 5% `site/<s>/#`.
 
+mod support;
+
 use bytes::Bytes;
 use bytestring::ByteString;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ringmq::broker::interest::InterestIndex;
 use ringmq::broker::topic_trie::TopicTrie;
-use ringmq::broker::{BrokerLimits, ConnId, Shard};
-use ringmq::protocol::{
-    Connect, Packet, ProtocolVersion, Publish, QoS, Subscribe, SubscriptionOptions,
-    SubscriptionRequest,
-};
+use ringmq::broker::{ConnId, Shard};
+use ringmq::protocol::{Packet, Publish, QoS};
+use support::fanout_shard;
 
 const METRICS: [&str; 4] = ["temp", "hum", "co2", "power"];
 const DEVICES_PER_SITE: u64 = 100;
@@ -140,22 +140,6 @@ fn interest_index(c: &mut Criterion) {
 
 const FANOUT_TOPIC: &str = "site/7/dev/42/temp";
 
-fn connect(shard: &mut Shard, client_id: String) -> ConnId {
-    shard.connect(
-        Connect {
-            protocol: ProtocolVersion::V311,
-            clean_start: true,
-            keep_alive: 0,
-            client_id: ByteString::from(client_id),
-            will: None,
-            username: None,
-            password: None,
-            properties: None,
-        },
-        0,
-    )
-}
-
 /// Drains every dirty connection's output (as the writer tasks would, once
 /// per reactor turn) and returns the bytes written.
 fn drain(shard: &mut Shard, dirty: &mut Vec<ConnId>) -> usize {
@@ -172,28 +156,7 @@ fn drain(shard: &mut Shard, dirty: &mut Vec<ConnId>) -> usize {
 fn shard_fanout(c: &mut Criterion) {
     let mut group = c.benchmark_group("shard_fanout_qos0");
     for subscribers in [1usize, 100, 1000] {
-        let mut shard = Shard::new(0, 1, BrokerLimits::default());
-        let publisher = connect(&mut shard, "publisher".into());
-        for i in 0..subscribers {
-            let conn = connect(&mut shard, format!("subscriber-{i}"));
-            let _ = shard.handle_packet(
-                conn,
-                Packet::Subscribe(Subscribe {
-                    packet_id: 1,
-                    filters: vec![SubscriptionRequest {
-                        filter: ByteString::from_static(FANOUT_TOPIC),
-                        options: SubscriptionOptions {
-                            qos: QoS::AtMostOnce,
-                            no_local: false,
-                            retain_as_published: false,
-                            retain_handling: 0,
-                        },
-                    }],
-                    properties: None,
-                }),
-                0,
-            );
-        }
+        let (mut shard, publisher, _) = fanout_shard(subscribers, FANOUT_TOPIC, QoS::AtMostOnce);
         let mut dirty = Vec::with_capacity(subscribers + 1);
         drain(&mut shard, &mut dirty);
         let publish = Publish {

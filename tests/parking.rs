@@ -152,3 +152,22 @@ fn shutdown_with_parked_connections() {
         c.expect_closed(Duration::from_secs(2));
     }
 }
+
+/// Malformed bytes from a parked connection close that connection only:
+/// a parked neighbour on the same broker keeps working.
+#[test]
+fn malformed_packet_from_a_parked_connection_closes_only_it() {
+    let broker = Broker::start_with(PARK);
+    let (mut bad, _) = RawClient::connect(broker.port(), "park-bad", true);
+    let (mut good, _) = RawClient::connect(broker.port(), "park-good", true);
+    wait_parked(&broker, 2);
+    // A PUBLISH whose remaining length runs past a 5-byte varint.
+    bad.send(&[0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]);
+    let got = bad.expect_closed(Duration::from_secs(3));
+    assert!(got.is_empty(), "sent {got:02X?} before closing");
+    good.send_packet(&Packet::PingReq);
+    assert!(matches!(
+        good.read_packet(Duration::from_secs(3)),
+        Packet::PingResp
+    ));
+}

@@ -213,36 +213,41 @@ pub(super) async fn run(
     let writer =
         glommio::spawn_local(write_loop(ctx.clone(), conn, stream.clone(), write.clone())).detach();
     ctx.wake();
-    match read_loop(&ctx, conn, &stream, transport, &write, buf, version).await {
-        Ok(Some(transport)) => {
-            // Silent for --park-after-ms: stop the writer (it flushes
-            // first), then hand the socket to the shard's epoll set.
-            write.parking.set(true);
-            write.notify.notify();
-            writer.await;
-            ctx.writers.borrow_mut().remove(&conn);
-            if !ctx.core.borrow().is_closing(conn) {
-                if let Ok(stream) = Rc::try_unwrap(stream) {
-                    // The socket stays counted while parked.
-                    std::mem::forget(slot);
-                    parking::park(&ctx, conn, stream.into_inner(), transport, version);
-                    return;
-                }
-            }
-            // Closing after all: end it as below (the writer has stopped).
-            ctx.core.borrow_mut().connection_lost(conn);
-            ctx.core.borrow_mut().release(conn);
-            ctx.wake();
-            return;
+    // Some(transport): silent for --park-after-ms, to be parked.
+    let park = match read_loop(&ctx, conn, &stream, transport, &write, buf, version).await {
+        Ok(park) => park,
+        Err(e) => {
+            tracing::debug!(shard = ctx.id, conn, error = %e, "connection ended");
+            None
         }
-        Ok(None) => {}
-        Err(e) => tracing::debug!(shard = ctx.id, conn, error = %e, "connection ended"),
+    };
+    if park.is_some() {
+        // The writer flushes what is there and stops, leaving the socket open.
+        write.parking.set(true);
+    } else {
+        ctx.core.borrow_mut().connection_lost(conn);
+        ctx.wake();
     }
-    ctx.core.borrow_mut().connection_lost(conn);
-    ctx.wake();
     write.notify.notify();
     writer.await;
     ctx.writers.borrow_mut().remove(&conn);
+    if let Some(transport) = park {
+        if !ctx.core.borrow().is_closing(conn) {
+            if let Ok(stream) = Rc::try_unwrap(stream) {
+                match parking::park(&ctx, conn, stream.into_inner(), transport, version) {
+                    Ok(()) => {
+                        // The socket stays counted while parked.
+                        std::mem::forget(slot);
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(shard = ctx.id, conn, error = %e, "could not park a connection: closing it")
+                    }
+                }
+            }
+        }
+    }
+    // Ends the connection (as lost, if nothing closed it before).
     ctx.core.borrow_mut().release(conn);
     ctx.wake();
 }
@@ -309,7 +314,7 @@ async fn read_loop(
 async fn write_loop(ctx: Rc<ShardCtx>, conn: ConnId, stream: SharedStream, write: Rc<WriteSide>) {
     loop {
         write.notify.wait().await;
-        if ctx.pacer.is_busy(write.paced_write.get()) {
+        if ctx.pacer.is_busy(write.last_write.get()) {
             // Busy: let the output of this tick gather into one write.
             ctx.pacer.next_tick().await;
         }
@@ -318,8 +323,7 @@ async fn write_loop(ctx: Rc<ShardCtx>, conn: ConnId, stream: SharedStream, write
         };
         let out = write.frame_output(out, closing);
         if !out.is_empty() {
-            write.last_write.set(ctx.now());
-            write.paced_write.set(ctx.pacer.stamp());
+            write.last_write.set(ctx.pacer.stamp());
             if let Err(e) = io::write_all(&stream, &out).await {
                 tracing::debug!(shard = ctx.id, conn, error = %e, "write failed");
                 ctx.core.borrow_mut().connection_lost(conn);

@@ -101,13 +101,15 @@ impl ShardCtx {
         let Some(after) = self.config.park_after else {
             return;
         };
-        let (now, after) = (self.now(), after.as_millis() as u64);
         let mut silent = Vec::new();
-        self.core.borrow().silent_conns(now, after, &mut silent);
+        self.core
+            .borrow()
+            .silent_conns(self.now(), after.as_millis() as u64, &mut silent);
+        let after_us = after.as_micros().min(u128::from(u32::MAX / 2)) as u32;
         let writers = self.writers.borrow();
         for conn in silent {
             if let Some(w) = writers.get(&conn) {
-                if now.saturating_sub(w.last_write.get()) >= after {
+                if self.pacer.since(w.last_write.get()) >= after_us {
                     w.park.notify();
                 }
             }

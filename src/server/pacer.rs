@@ -55,9 +55,16 @@ impl Pacer {
         self.started.elapsed().as_micros() as u32
     }
 
+    /// Microseconds since `stamp`. Stamps wrap every 71 minutes, so one
+    /// older than that reads as recent (for parking: a delay of one
+    /// `--park-after-ms`, once).
+    pub fn since(&self, stamp: u32) -> u32 {
+        self.now_us().wrapping_sub(stamp)
+    }
+
     /// Whether something stamped `last_us` (0: never) less than a tick ago.
     pub fn is_busy(&self, last_us: u32) -> bool {
-        last_us != 0 && self.now_us().wrapping_sub(last_us) < self.period_us
+        last_us != 0 && self.since(last_us) < self.period_us
     }
 
     /// A timestamp for [`is_busy`](Self::is_busy): never 0.

@@ -115,31 +115,9 @@ impl Parking {
 }
 
 /// Parks a connection whose tasks have stopped: its glommio stream is
-/// replaced by a bare descriptor in the epoll set. On failure the
-/// connection is ended as lost (its will is published).
+/// replaced by a bare descriptor in the epoll set. On failure the stream
+/// is closed and the caller ends the connection.
 pub fn park(
-    ctx: &Rc<ShardCtx>,
-    conn: ConnId,
-    stream: TcpStream,
-    transport: Transport,
-    version: ProtocolVersion,
-) {
-    if let Err(e) = try_park(ctx, conn, stream, transport, version) {
-        tracing::warn!(shard = ctx.id, conn, error = %e, "could not park a connection: closing it");
-        ctx.core.borrow_mut().connection_lost(conn);
-        ctx.core.borrow_mut().release(conn);
-        ctx.open_sockets
-            .set(ctx.open_sockets.get().saturating_sub(1));
-        ctx.wake();
-        return;
-    }
-    // Output that arrived while the tasks were stopping resumes it at once.
-    if ctx.core.borrow().has_output(conn) {
-        resume(ctx, conn);
-    }
-}
-
-fn try_park(
     ctx: &Rc<ShardCtx>,
     conn: ConnId,
     stream: TcpStream,
@@ -177,7 +155,12 @@ fn try_park(
     parking
         .parks_since_trim
         .set(parking.parks_since_trim.get() + 1);
+    ctx.core.borrow_mut().shed_outbox(conn);
     tracing::debug!(shard = ctx.id, conn, "parked");
+    // Output that arrived while the tasks were stopping resumes it at once.
+    if ctx.core.borrow().has_output(conn) {
+        resume(ctx, conn);
+    }
     Ok(())
 }
 

@@ -60,11 +60,10 @@ pub struct WriteSide {
     /// The connection is parking: the writer flushes and stops without
     /// closing the socket.
     pub parking: Cell<bool>,
-    /// Shard clock (ms) of the last write: a connection that receives
-    /// messages is not silent, even if its client sends nothing.
-    pub last_write: Cell<u64>,
-    /// [`Pacer::stamp`] of the last write, for pacing the next one.
-    pub paced_write: Cell<u32>,
+    /// [`Pacer::stamp`] of the last write: paces the next one, and a
+    /// connection that receives messages is not silent (not parked), even
+    /// if its client sends nothing.
+    pub last_write: Cell<u32>,
 }
 
 impl WriteSide {

@@ -314,6 +314,16 @@ impl Shard {
         );
     }
 
+    /// Frees `conn`'s empty output buffer (its spare room is kept across
+    /// flushes while the connection is busy); for a connection going idle.
+    pub fn shed_outbox(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            if c.outbox.is_empty() {
+                c.outbox = BytesMut::new();
+            }
+        }
+    }
+
     /// Whether `conn` has bytes waiting or is closing (a parked connection
     /// with either must be resumed). False for an unknown connection.
     pub fn has_output(&self, conn: ConnId) -> bool {
@@ -355,10 +365,10 @@ impl Shard {
     /// `None` for a connection that was released.
     pub fn take_output(&mut self, conn: ConnId) -> Option<(BytesMut, bool)> {
         let c = self.conns.get_mut(&conn)?;
-        // Taken whole, not split: a split would leave the buffer's spare
-        // room (and the buffer) with the connection for as long as it
-        // lives, which for an idle connection is memory for nothing.
-        Some((std::mem::take(&mut c.outbox), c.closing))
+        // Split: the spare room stays for the next messages, so a busy
+        // connection does not allocate per flush (see `shed_outbox` for
+        // idle ones).
+        Some((c.outbox.split(), c.closing))
     }
 
     /// Forgets a closed connection once the server has finished with it.
