@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run the same scenarios against ringmq and mosquitto, one broker after the other, on loopback,
 # and write bench-results/<date>/report.md (+ one JSON file per run).
-# Usage: scripts/compare.sh [--quick]      (--quick: short runs, under 3 minutes on 2 cores)
+# Usage: scripts/compare.sh [--quick]      (--quick: short runs, about 3.5 minutes on 2 cores)
 #        scripts/compare.sh --report-only  (rewrite report.md and chart.svg from the raw JSON of
 #                                           REPORT_DIR, default today's folder; runs nothing)
 # mosquitto is installed from Debian and rumqttd from crates.io (`cargo install rumqttd`) when
@@ -44,7 +44,7 @@ wait_port() {
 }
 start_ringmq() {
     "${pin_b[@]}" ./target/release/ringmq --listen mqtt://127.0.0.1:18931 --listen ws://127.0.0.1:18932/mqtt \
-        --shards "${RINGMQ_SHARDS:-2}" --max-queued 100000 --log-level warn >"$out/raw/ringmq.log" 2>&1 &
+        --shards "${RINGMQ_SHARDS:-2}" --max-queued 100000 --max-queued-bytes 268435456 --log-level warn >"$out/raw/ringmq.log" 2>&1 &
     BPID=$!; TCP=18931; WS=18932; wait_port $TCP; wait_port $WS
 }
 start_mosquitto() {
@@ -151,6 +151,17 @@ for broker in "${brokers[@]}"; do
     stop_broker
 done
 
+# Hostile clients (ringmq-bench --scenario hostile, about 15 s a broker; --quick runs it too):
+# deep topics, duplicate filters with readers that never read, a PINGREQ flood and a 5,000
+# connection storm while a probe client measures; then whether the broker is alive and serves.
+# A broker that dies here is reported as such; stop_broker tolerates a dead process.
+for broker in "${brokers[@]}"; do
+    "start_$broker"
+    "${pin_l[@]}" "$B" --scenario hostile --port "$TCP" --broker-pid "$BPID" --label "$broker" \
+        --json "$out/raw/$broker-hostile.json" >/dev/null 2>>"$out/raw/bench.log" || echo "hostile $broker failed"
+    stop_broker
+done
+
 fi
 
 python3 - "$out" <<'PY'
@@ -170,7 +181,7 @@ lines = [f"# ringmq vs mosquitto vs rumqttd — {os.path.basename(out)}", "",
          "| scenario | broker | sent/s | received/s | lost | dup | p50 ms | p99 ms | deliveries per CPU-s | peak RSS MB |",
          "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
 for name, by in runs.items():
-    if name.startswith(("storm", "sweep", "overload", "after")):
+    if name.startswith(("storm", "sweep", "overload", "after", "hostile")):
         continue
     for broker, r in sorted(by.items(), reverse=True):
         lat = r.get("latency_us") or {}
@@ -215,6 +226,23 @@ for (broker, q), rs in sorted(sweep.items(), key=lambda k: (k[0][1], k[0][0] != 
 lines += ["", "| after overload (16 pairs QoS 0 as fast as possible) | broker | then 4 pairs QoS 1 at 1,000/s: lost |", "| --- | --- | ---: |"]
 for broker, r in sorted(runs.get("after-overload", {}).items(), reverse=True):
     lines.append(f"| serves normally: {'yes' if r.get('lost', 1) == 0 and r.get('received', 0) > 0 else 'NO'} | {broker} | {r.get('lost')} |")
+hostile = runs.get("hostile", {})
+if hostile:
+    def yn(x):
+        return "n/a" if x is None else ("yes" if x else "NO")
+    def num(x, f="{:.1f}"):
+        return "n/a" if x is None else f.format(x)
+    lines += ["", "Hostile clients (scenario hostile): deep topics (65,535 '/'), 10 non-reading subscribers "
+              "of a 900 KB retained message named 64 times in one SUBSCRIBE, a PINGREQ flood, 5,000 "
+              "connections; a probe publishes QoS 1 every 50 ms and pings every 200 ms throughout.", "",
+              "| broker | alive | serves after | RSS growth MB | probe p99 ms | probe max ms | probe timeouts |",
+              "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
+    for broker, r in sorted(hostile.items(), key=lambda kv: kv[0] != "ringmq"):
+        growth = r.get("rss_growth_bytes")
+        lines.append(f"| {broker} | {yn(r.get('alive'))} | {yn(r.get('serves_after'))} | "
+                     f"{num(None if growth is None else growth / 2**20)} | {num(r.get('probe_p99_ms'), '{:.2f}')} | "
+                     f"{num(r.get('probe_max_ms'), '{:.2f}')} | {r.get('probe_timeouts', 'n/a')}"
+                     f"{' (disconnected)' if r.get('probe_disconnected') else ''} |")
 # The issue's targets, as ratios against mosquitto measured in this same run.
 def sustained(broker, q):
     best = 0

@@ -12,6 +12,7 @@ use clap::Parser;
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::broker::retain::RetainLimits;
 use crate::broker::BrokerLimits;
 
 #[derive(Debug, Error)]
@@ -62,10 +63,51 @@ pub struct Cli {
     /// counted (with a warning).
     #[arg(long)]
     pub max_queued: Option<usize>,
-    /// Bytes waiting to be written to one client before QoS 0 messages to
-    /// it are dropped.
+    /// Bytes of payload and topic queued per session (same treatment as
+    /// --max-queued).
+    #[arg(long)]
+    pub max_queued_bytes: Option<usize>,
+    /// Bytes waiting to be written to one client: beyond, QoS 0 messages to
+    /// it are dropped, QoS 1/2 messages wait in its session queue, and the
+    /// broker stops reading from it.
     #[arg(long)]
     pub max_outbox_bytes: Option<usize>,
+    /// Most levels in a topic name or filter (deeper ones are refused).
+    #[arg(long)]
+    pub max_topic_levels: Option<usize>,
+    /// Longest topic name or filter, in bytes.
+    #[arg(long)]
+    pub max_topic_length: Option<usize>,
+    /// Subscriptions per client (SUBACK failure beyond).
+    #[arg(long)]
+    pub max_subscriptions: Option<usize>,
+    /// Longest client identifier accepted, in bytes.
+    #[arg(long)]
+    pub max_client_id_len: Option<usize>,
+    /// Inbound QoS 2 messages a client may have awaiting PUBREL (announced
+    /// to 5.0 clients as Receive Maximum); one more closes the connection.
+    #[arg(long)]
+    pub receive_maximum: Option<u16>,
+    /// Seconds a client may leave data the broker has for it unread before
+    /// it is disconnected (its will published). 0: never.
+    #[arg(long)]
+    pub write_timeout: Option<u64>,
+    /// Retained messages kept (each shard's replica); a retained publish to
+    /// a new topic beyond it is delivered but not stored.
+    #[arg(long)]
+    pub max_retained_messages: Option<usize>,
+    /// Bytes of retained topics and payloads kept (same treatment).
+    #[arg(long)]
+    pub max_retained_bytes: Option<usize>,
+    /// Resident memory (bytes) at which the broker stops reading from
+    /// publishers and refuses new connections until it falls. Default: 80%
+    /// of physical memory; 0: no mark.
+    #[arg(long)]
+    pub max_memory: Option<u64>,
+    /// New connections per second accepted from one IP address (a token
+    /// bucket per shard). 0: no limit.
+    #[arg(long)]
+    pub max_connect_rate: Option<u32>,
     /// Connections accepted at once, over all shards.
     #[arg(long)]
     pub max_connections: Option<usize>,
@@ -118,7 +160,18 @@ struct FileConfig {
     max_packet_size: Option<usize>,
     max_inflight: Option<usize>,
     max_queued: Option<usize>,
+    max_queued_bytes: Option<usize>,
     max_outbox_bytes: Option<usize>,
+    max_topic_levels: Option<usize>,
+    max_topic_length: Option<usize>,
+    max_subscriptions: Option<usize>,
+    max_client_id_len: Option<usize>,
+    receive_maximum: Option<u16>,
+    write_timeout: Option<u64>,
+    max_retained_messages: Option<usize>,
+    max_retained_bytes: Option<usize>,
+    max_memory: Option<u64>,
+    max_connect_rate: Option<u32>,
     max_connections: Option<usize>,
     connect_timeout: Option<u64>,
     park_after_ms: Option<u64>,
@@ -130,6 +183,25 @@ struct FileConfig {
     ws_handshake_timeout: Option<u64>,
     ws_max_message: Option<usize>,
     no_ws_page: Option<bool>,
+}
+
+/// The command line's value, else the file's, else the default.
+fn pick<T>(cli: Option<T>, file: Option<T>, default: T) -> T {
+    cli.or(file).unwrap_or(default)
+}
+
+/// 80% of physical memory (`MemTotal`), the default --max-memory: the
+/// broker holds back before the kernel's OOM killer would end it. 0 (no
+/// mark) when /proc/meminfo cannot be read.
+fn default_max_memory() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kib * 1024 / 10 * 8)
+        })
+        .unwrap_or(0)
 }
 
 /// Transport of a listener. Later: TLS (mqtts, wss).
@@ -237,6 +309,12 @@ pub struct Config {
     pub limits: BrokerLimits,
     pub max_connections: usize,
     pub connect_timeout: Duration,
+    /// How long a client may leave pending output unread; `None`: forever.
+    pub write_timeout: Option<Duration>,
+    /// Resident-memory high-water mark in bytes; 0: none.
+    pub max_memory: u64,
+    /// New connections per second per source IP and shard; 0: no limit.
+    pub max_connect_rate: u32,
     /// Silence after which a connection is parked; `None`: never.
     pub park_after: Option<Duration>,
     /// The pacer's tick; zero: no pacing.
@@ -308,18 +386,55 @@ impl Config {
             shards: cli.shards.or(file.shards).unwrap_or(cores),
             max_packet_size,
             limits: BrokerLimits {
-                max_inflight: cli
-                    .max_inflight
-                    .or(file.max_inflight)
-                    .unwrap_or(defaults.max_inflight),
-                max_queued: cli
-                    .max_queued
-                    .or(file.max_queued)
-                    .unwrap_or(defaults.max_queued),
-                max_outbox_bytes: cli
-                    .max_outbox_bytes
-                    .or(file.max_outbox_bytes)
-                    .unwrap_or(defaults.max_outbox_bytes),
+                max_inflight: pick(cli.max_inflight, file.max_inflight, defaults.max_inflight),
+                max_queued: pick(cli.max_queued, file.max_queued, defaults.max_queued),
+                max_queued_bytes: pick(
+                    cli.max_queued_bytes,
+                    file.max_queued_bytes,
+                    defaults.max_queued_bytes,
+                ),
+                max_outbox_bytes: pick(
+                    cli.max_outbox_bytes,
+                    file.max_outbox_bytes,
+                    defaults.max_outbox_bytes,
+                ),
+                max_topic_levels: pick(
+                    cli.max_topic_levels,
+                    file.max_topic_levels,
+                    defaults.max_topic_levels,
+                ),
+                max_topic_length: pick(
+                    cli.max_topic_length,
+                    file.max_topic_length,
+                    defaults.max_topic_length,
+                ),
+                max_subscriptions: pick(
+                    cli.max_subscriptions,
+                    file.max_subscriptions,
+                    defaults.max_subscriptions,
+                ),
+                max_client_id_len: pick(
+                    cli.max_client_id_len,
+                    file.max_client_id_len,
+                    defaults.max_client_id_len,
+                ),
+                receive_maximum: pick(
+                    cli.receive_maximum,
+                    file.receive_maximum,
+                    defaults.receive_maximum,
+                ),
+                retained: RetainLimits {
+                    max_messages: pick(
+                        cli.max_retained_messages,
+                        file.max_retained_messages,
+                        defaults.retained.max_messages,
+                    ),
+                    max_bytes: pick(
+                        cli.max_retained_bytes,
+                        file.max_retained_bytes,
+                        defaults.retained.max_bytes,
+                    ),
+                },
             },
             max_connections: cli
                 .max_connections
@@ -328,6 +443,15 @@ impl Config {
             connect_timeout: Duration::from_secs(
                 cli.connect_timeout.or(file.connect_timeout).unwrap_or(10),
             ),
+            write_timeout: match pick(cli.write_timeout, file.write_timeout, 30) {
+                0 => None,
+                s => Some(Duration::from_secs(s)),
+            },
+            max_memory: cli
+                .max_memory
+                .or(file.max_memory)
+                .unwrap_or_else(default_max_memory),
+            max_connect_rate: pick(cli.max_connect_rate, file.max_connect_rate, 0),
             park_after: match cli.park_after_ms.or(file.park_after_ms).unwrap_or(2000) {
                 0 => None,
                 ms => Some(Duration::from_millis(ms)),
@@ -345,6 +469,16 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if self.limits.max_topic_levels == 0 || self.limits.max_topic_length == 0 {
+            return Err(ConfigError::Invalid(
+                "--max-topic-levels and --max-topic-length must be at least 1".into(),
+            ));
+        }
+        if self.limits.receive_maximum == 0 {
+            return Err(ConfigError::Invalid(
+                "--receive-maximum must be at least 1".into(),
+            ));
+        }
         let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
         if self.listeners.is_empty() {
             return bad("at least one --listen is needed");

@@ -18,6 +18,14 @@ pub enum ProtocolViolation {
     EmptyClientIdNotClean,
     #[error("keepalive expired (no packet within 1.5 x keepalive)")]
     KeepAliveTimeout,
+    #[error("PUBLISH topic is longer or deeper than --max-topic-length / --max-topic-levels")]
+    TopicTooLarge,
+    #[error("a client PUBLISH carries a Subscription Identifier [MQTT-3.3.4-6]")]
+    SubscriptionIdentifierFromClient,
+    #[error("topic alias {0} is above the broker's Topic Alias Maximum")]
+    TopicAliasInvalid(u16),
+    #[error("more QoS 2 messages awaiting PUBREL than --receive-maximum")]
+    ReceiveMaximumExceeded,
 }
 
 impl ProtocolViolation {
@@ -25,7 +33,11 @@ impl ProtocolViolation {
     pub fn reason_code(&self) -> u8 {
         match self {
             ProtocolViolation::KeepAliveTimeout => 0x8D,
-            ProtocolViolation::InvalidWillTopic | ProtocolViolation::EmptyTopic => 0x90,
+            ProtocolViolation::InvalidWillTopic
+            | ProtocolViolation::EmptyTopic
+            | ProtocolViolation::TopicTooLarge => 0x90,
+            ProtocolViolation::TopicAliasInvalid(_) => 0x94,
+            ProtocolViolation::ReceiveMaximumExceeded => 0x93,
             ProtocolViolation::EmptyClientIdNotClean => 0x85,
             _ => 0x82,
         }

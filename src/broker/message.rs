@@ -22,6 +22,12 @@ pub struct Message {
 }
 
 impl Message {
+    /// What holding the message costs, as counted against the queue and
+    /// retained-store bounds: topic and payload bytes.
+    pub fn size(&self) -> usize {
+        self.topic.len() + self.payload.len()
+    }
+
     /// A copy that owns its bytes, for what is kept long (the retained
     /// store): a slice of a read buffer would pin the whole buffer.
     pub fn detached(&self) -> Message {

@@ -4,15 +4,18 @@
 //! several shards can be stepped in one test thread (see `shard::tests`).
 
 pub mod client_index;
+pub mod deadlines;
 pub mod error;
 pub mod id_map;
 pub mod interest;
+pub mod limits;
 pub mod message;
 pub mod placement;
 pub mod retain;
 pub mod session;
 pub mod shard;
 pub mod shard_set;
+pub mod subscribers;
 pub mod topic_trie;
 
 pub use error::ProtocolViolation;

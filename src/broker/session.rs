@@ -54,6 +54,8 @@ pub struct Session {
     pub subscriptions: HashMap<ByteString, SubscriptionOptions>,
     pub inflight: VecDeque<Inflight>,
     pub queue: VecDeque<Queued>,
+    /// Topic and payload bytes of the queued messages.
+    pub queued_bytes: usize,
     /// Inbound QoS 2 packet ids received but not yet released by PUBREL.
     /// Boxed and created on first use: most sessions never receive QoS 2.
     pub inbound_qos2: Option<Box<HashSet<u16>>>,
@@ -73,6 +75,7 @@ impl Session {
             subscriptions: HashMap::new(),
             inflight: VecDeque::new(),
             queue: VecDeque::new(),
+            queued_bytes: 0,
             inbound_qos2: None,
             dropped: 0,
             next_packet_id: 0,
@@ -92,6 +95,25 @@ impl Session {
                 return id;
             }
         }
+    }
+
+    /// Whether a message of `size` bytes may join the queue under the
+    /// bounds: an empty queue takes one message of any size, so a message
+    /// larger than `max_bytes` is delayed rather than always dropped.
+    pub fn queue_has_room(&self, size: usize, max_messages: usize, max_bytes: usize) -> bool {
+        self.queue.len() < max_messages
+            && (self.queue.is_empty() || self.queued_bytes + size <= max_bytes)
+    }
+
+    pub fn enqueue(&mut self, q: Queued) {
+        self.queued_bytes += q.msg.size();
+        self.queue.push_back(q);
+    }
+
+    pub fn dequeue(&mut self) -> Option<Queued> {
+        let q = self.queue.pop_front()?;
+        self.queued_bytes -= q.msg.size();
+        Some(q)
     }
 
     /// Position of the in-flight entry for `packet_id` (usually the front).

@@ -9,6 +9,7 @@ use bytes::BytesMut;
 use glommio::net::TcpStream;
 use thiserror::Error;
 
+use super::admission::Refusal;
 use super::context::ShardCtx;
 use super::io::{self, SharedStream};
 use super::listener::ListenerKind;
@@ -39,31 +40,52 @@ pub enum ConnectionError {
     WsFrame(#[from] crate::websocket::frame::FrameError),
 }
 
-/// Counts an open socket against --max-connections while alive.
+/// Counts an open socket against --max-connections (broker-wide) and in
+/// the shard's `open_sockets` while alive.
 struct SocketSlot(Rc<ShardCtx>);
+
+impl SocketSlot {
+    /// The socket went to another shard with its broker-wide count: only
+    /// this shard's count drops.
+    fn pass_on(self) {
+        let ctx = &self.0;
+        ctx.open_sockets
+            .set(ctx.open_sockets.get().saturating_sub(1));
+        std::mem::forget(self);
+    }
+}
 
 impl Drop for SocketSlot {
     fn drop(&mut self) {
         self.0
             .open_sockets
             .set(self.0.open_sockets.get().saturating_sub(1));
+        self.0.admission.closed();
     }
 }
 
 /// A socket just accepted by one of this shard's listeners.
 pub async fn accept(ctx: Rc<ShardCtx>, stream: TcpStream, kind: Rc<ListenerKind>) {
-    if ctx.open_sockets.get() >= ctx.max_sockets() {
-        tracing::warn!(
-            shard = ctx.id,
-            max = ctx.config.max_connections,
-            "--max-connections reached: refusing a connection"
-        );
+    let peer = stream.peer_addr().ok();
+    let refusal = if ctx.admission.memory_high() {
+        Some(Refusal::MemoryHigh)
+    } else if peer.is_some_and(|p| {
+        !ctx.connect_rate
+            .admit(p.ip(), ctx.config.max_connect_rate, ctx.now())
+    }) {
+        Some(Refusal::ConnectRate)
+    } else if !ctx.admission.try_open(ctx.config.max_connections) {
+        Some(Refusal::MaxConnections)
+    } else {
+        None
+    };
+    if let Some(why) = refusal {
+        ctx.admission.refuse(why, ctx.id);
         return;
     }
     ctx.open_sockets.set(ctx.open_sockets.get() + 1);
     let slot = SocketSlot(ctx.clone());
     let _ = stream.set_nodelay(true);
-    let peer = stream.peer_addr().ok();
     let stream: SharedStream = Rc::new(RefCell::new(stream));
     let mut transport = match &*kind {
         ListenerKind::Mqtt => Transport::Tcp(Default::default()),
@@ -109,23 +131,24 @@ pub async fn accept(ctx: Rc<ShardCtx>, stream: TcpStream, kind: Rc<ListenerKind>
         home_shard(&connect.client_id, ctx.shards)
     };
     if home == ctx.id {
-        drop(slot);
-        ctx.open_sockets.set(ctx.open_sockets.get() + 1);
         let Ok(stream) = Rc::try_unwrap(stream) else {
             return;
         };
+        // Counted on: `run` holds a slot of its own from now on.
+        std::mem::forget(slot);
         // A task of its own: the handshake state above is freed, so an idle
         // connection carries only what serving it needs.
         glommio::spawn_local(serve(ctx, stream.into_inner(), transport, buf, connect)).detach();
         return;
     }
-    hand_off(&ctx, stream, transport, buf, connect, home).await;
+    hand_off(&ctx, slot, stream, transport, buf, connect, home).await;
 }
 
 /// Hands the socket to the client's home shard: dups the fd for it, then
 /// closes ours (glommio's stream has no way to give its fd up).
 async fn hand_off(
     ctx: &ShardCtx,
+    slot: SocketSlot,
     stream: SharedStream,
     transport: Transport,
     buffered: BytesMut,
@@ -152,8 +175,9 @@ async fn hand_off(
         buffered,
         connect,
     });
-    if let Err(e) = mesh.send_to(home, item).await {
-        tracing::warn!(shard = ctx.id, home, error = %e, "handoff failed");
+    match mesh.send_to(home, item).await {
+        Ok(()) => slot.pass_on(),
+        Err(e) => tracing::warn!(shard = ctx.id, home, error = %e, "handoff failed"),
     }
 }
 
@@ -236,6 +260,7 @@ pub(super) async fn run(
             if let Ok(stream) = Rc::try_unwrap(stream) {
                 match parking::park(&ctx, conn, stream.into_inner(), transport, version) {
                     Ok(()) => {
+                        ctx.core.borrow_mut().set_parked(conn, true, ctx.now());
                         // The socket stays counted while parked.
                         std::mem::forget(slot);
                         return;
@@ -284,6 +309,9 @@ async fn read_loop(
         while ctx.core.borrow().outgoing_backlog() > MESH_BACKLOG_LIMIT {
             glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
         }
+        if !wait_until_readable(ctx, conn).await {
+            return Ok(None);
+        }
         // Acknowledgements that free a full in-flight window are urgent:
         // pacing them would cap a QoS 1/2 subscriber at a window per tick.
         if ctx.core.borrow().awaits_acks(conn) {
@@ -311,6 +339,35 @@ async fn read_loop(
     }
 }
 
+/// Waits while reading from `conn` must pause: its outbox is full (a
+/// client that sends but does not read would pile up our replies), or the
+/// broker is above its memory mark (except for a client with messages in
+/// flight, whose acknowledgements free memory). False if the connection
+/// closed meanwhile (e.g. by the write timeout).
+async fn wait_until_readable(ctx: &Rc<ShardCtx>, conn: ConnId) -> bool {
+    loop {
+        let wait = {
+            let core = ctx.core.borrow();
+            if core.is_closing(conn) {
+                return false;
+            }
+            if core.outbox_full(conn) {
+                OUTBOX_FULL_POLL
+            } else if ctx.admission.memory_high() && !core.has_inflight(conn) {
+                MEMORY_HIGH_POLL
+            } else {
+                return true;
+            }
+        };
+        glommio::timer::sleep(wait).await;
+    }
+}
+
+/// How often a reader paused on a full outbox looks again.
+const OUTBOX_FULL_POLL: std::time::Duration = std::time::Duration::from_millis(5);
+/// How often a reader paused on the memory mark looks again.
+const MEMORY_HIGH_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
 async fn write_loop(ctx: Rc<ShardCtx>, conn: ConnId, stream: SharedStream, write: Rc<WriteSide>) {
     loop {
         write.notify.wait().await;
@@ -324,12 +381,23 @@ async fn write_loop(ctx: Rc<ShardCtx>, conn: ConnId, stream: SharedStream, write
         let out = write.frame_output(out, closing);
         if !out.is_empty() {
             write.last_write.set(ctx.pacer.stamp());
-            if let Err(e) = io::write_all(&stream, &out).await {
-                tracing::debug!(shard = ctx.id, conn, error = %e, "write failed");
+            if let Err(e) = io::write_all_within(&stream, &out, ctx.config.write_timeout).await {
+                if e.kind() == std::io::ErrorKind::TimedOut {
+                    tracing::debug!(
+                        shard = ctx.id,
+                        conn,
+                        "client read nothing within --write-timeout: disconnecting"
+                    );
+                } else {
+                    tracing::debug!(shard = ctx.id, conn, error = %e, "write failed");
+                }
                 ctx.core.borrow_mut().connection_lost(conn);
                 ctx.wake();
                 break;
             }
+            // Room again: queued messages may follow.
+            ctx.core.borrow_mut().output_written(conn);
+            ctx.wake();
         }
         if closing {
             break;

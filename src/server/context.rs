@@ -10,6 +10,7 @@ use std::time::Instant;
 use crate::broker::{ConnId, Shard};
 use crate::config::Config;
 
+use super::admission::{Admission, ConnectRate};
 use super::notify::Notify;
 use super::transport::WriteSide;
 
@@ -33,6 +34,10 @@ pub struct ShardCtx {
     pub parking: super::parking::Parking,
     /// Sockets open on this shard (for --max-connections).
     pub open_sockets: std::cell::Cell<usize>,
+    /// The memory mark and refusal counts, shared by all shards.
+    pub admission: Arc<Admission>,
+    /// This shard's per-address connection rate buckets.
+    pub connect_rate: ConnectRate,
     started: Instant,
     scratch: RefCell<Vec<ConnId>>,
 }
@@ -43,8 +48,10 @@ impl ShardCtx {
         shards: usize,
         config: Config,
         lanes: Arc<super::mesh::Lanes>,
+        admission: Arc<Admission>,
     ) -> Result<Rc<ShardCtx>, super::parking::ParkingError> {
-        let core = Shard::new(id, shards, config.limits.clone());
+        let mut core = Shard::new(id, shards, config.limits.clone());
+        core.set_park_after(config.park_after.map_or(0, |d| d.as_millis() as u64));
         let pacer = Rc::new(super::pacer::Pacer::new(config.pace));
         Ok(Rc::new(ShardCtx {
             id,
@@ -58,6 +65,8 @@ impl ShardCtx {
             pacer,
             parking: super::parking::Parking::new()?,
             open_sockets: std::cell::Cell::new(0),
+            admission,
+            connect_rate: ConnectRate::default(),
             started: Instant::now(),
             scratch: RefCell::new(Vec::new()),
         }))
@@ -102,9 +111,7 @@ impl ShardCtx {
             return;
         };
         let mut silent = Vec::new();
-        self.core
-            .borrow()
-            .silent_conns(self.now(), after.as_millis() as u64, &mut silent);
+        self.core.borrow_mut().silent_conns(self.now(), &mut silent);
         let after_us = after.as_micros().min(u128::from(u32::MAX / 2)) as u32;
         let writers = self.writers.borrow();
         for conn in silent {
@@ -123,10 +130,5 @@ impl ShardCtx {
         if writers.capacity() > 64 && writers.len() * 4 < writers.capacity() {
             writers.shrink_to_fit();
         }
-    }
-
-    /// Per-shard share of --max-connections.
-    pub fn max_sockets(&self) -> usize {
-        self.config.max_connections.div_ceil(self.shards)
     }
 }

@@ -153,10 +153,26 @@ pub fn release_if_idle(buf: &mut BytesMut, hint: &ReadHint) {
 
 /// Writes all of `data`.
 pub async fn write_all(stream: &SharedStream, data: &[u8]) -> io::Result<()> {
+    write_all_within(stream, data, None).await
+}
+
+/// Writes all of `data`, failing with `TimedOut` when the peer takes
+/// nothing for `stall` (a client that does not read): a slow reader that
+/// makes progress is never cut off.
+pub async fn write_all_within(
+    stream: &SharedStream,
+    data: &[u8],
+    stall: Option<std::time::Duration>,
+) -> io::Result<()> {
     let mut off = 0;
     while off < data.len() {
-        let n =
-            poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_write(cx, &data[off..])).await?;
+        let write = poll_fn(|cx| Pin::new(&mut *stream.borrow_mut()).poll_write(cx, &data[off..]));
+        let n = match stall {
+            None => write.await?,
+            Some(limit) => glommio::timer::timeout(limit, async { Ok(write.await) })
+                .await
+                .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))?,
+        };
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }

@@ -4,6 +4,7 @@
 //! to its own core, waits until every shard listens, prints `ready`, and on
 //! SIGINT/SIGTERM shuts the shards down.
 
+mod admission;
 mod connection;
 mod context;
 mod io;
@@ -86,6 +87,7 @@ pub fn run(mut config: Config) -> Result<(), ServerError> {
     };
     let mesh_builder = (shards > 1).then(|| MeshBuilder::full(shards, mesh::CHANNEL_CAPACITY));
     let lanes = Arc::new(mesh::Lanes::new(shards));
+    let admission = Arc::new(admission::Admission::new(config.max_memory));
     let (events_tx, events_rx) = mpsc::channel();
     let shutdown = Arc::new(AtomicBool::new(false));
     let handles = {
@@ -94,7 +96,7 @@ pub fn run(mut config: Config) -> Result<(), ServerError> {
             .name("ringmq-shard")
             .io_memory(config.io_memory)
             .on_all_shards(move || {
-                shard_main::run(config, lanes, mesh_builder, events_tx, shutdown)
+                shard_main::run(config, lanes, admission, mesh_builder, events_tx, shutdown)
             })
             .map_err(|e| ServerError::Start(e.to_string()))?
     };

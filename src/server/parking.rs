@@ -170,6 +170,7 @@ pub fn resume(ctx: &Rc<ShardCtx>, conn: ConnId) {
         return;
     };
     ctx.parking.unregister(p.fd.as_raw_fd());
+    ctx.core.borrow_mut().set_parked(conn, false, ctx.now());
     tracing::debug!(shard = ctx.id, conn, "resumed");
     // SAFETY: the descriptor is ours alone and handed to the stream.
     let stream = unsafe { TcpStream::from_raw_fd(p.fd.into_raw_fd()) };

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use glommio::channels::channel_mesh::MeshBuilder;
 
+use super::admission::Admission;
 use super::context::ShardCtx;
 use super::mesh::{self, MeshItem};
 use super::pacer;
@@ -18,10 +19,14 @@ use crate::config::Config;
 
 /// How often keepalives are checked.
 const TICK: Duration = Duration::from_millis(500);
+/// How often the memory high-water mark is checked: a flood of 1 GB/s
+/// overshoots it by at most ~50 MB.
+const MEMORY_CHECK: Duration = Duration::from_millis(50);
 
 pub async fn run(
     config: Config,
     lanes: Arc<mesh::Lanes>,
+    admission: Arc<Admission>,
     mesh_builder: Option<MeshBuilder<MeshItem, glommio::channels::channel_mesh::Full>>,
     events: Sender<ShardEvent>,
     shutdown: Arc<AtomicBool>,
@@ -38,7 +43,7 @@ pub async fn run(
         },
         None => (0, None),
     };
-    let ctx = match ShardCtx::new(id, shards, config, lanes) {
+    let ctx = match ShardCtx::new(id, shards, config, lanes, admission) {
         Ok(ctx) => ctx,
         Err(e) => {
             let _ = events.send(ShardEvent::Failed(format!("shard {id}: {e}")));
@@ -83,6 +88,16 @@ pub async fn run(
         })
     };
     let parking_waiter = glommio::spawn_local(parking::waiter(ctx.clone()));
+    // One shard samples the process's memory for all of them.
+    let memory_watch = (id == 0 && ctx.config.max_memory > 0).then(|| {
+        let ctx = ctx.clone();
+        glommio::spawn_local(async move {
+            loop {
+                ctx.admission.check_memory();
+                glommio::timer::sleep(MEMORY_CHECK).await;
+            }
+        })
+    });
     let pacer_task = {
         let (a, b) = (ctx.clone(), ctx.clone());
         glommio::spawn_local(pacer::run(
@@ -101,6 +116,7 @@ pub async fn run(
     drop(accept_tasks);
     drop(ticker);
     drop(parking_waiter);
+    drop(memory_watch);
     // Connections still closing may wait for a tick: keep it running.
     pacer_task.detach();
     ctx.core.borrow_mut().close_all();
@@ -110,6 +126,11 @@ pub async fn run(
         glommio::timer::sleep(Duration::from_millis(10)).await;
     }
     let stats = ctx.core.borrow().stats.clone();
-    tracing::debug!(shard = id, ?stats, "shard stopped");
+    tracing::debug!(
+        shard = id,
+        ?stats,
+        refused_connections = ctx.admission.refused_total(),
+        "shard stopped"
+    );
     let _ = Rc::strong_count(&ctx);
 }

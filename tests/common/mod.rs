@@ -906,3 +906,68 @@ pub async fn assert_broker_healthy(port: u16, tag: &str) {
     assert_eq!(m.topic, format!("health/{tag}"));
     assert_eq!(&m.payload[..], b"ok");
 }
+
+// ---------------------------------------------------------------------------
+// Process memory, logs and non-reading sockets (the hostile-input tests)
+// ---------------------------------------------------------------------------
+
+impl Broker {
+    /// The broker's process id; panics once it was stopped.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("the broker was stopped").id()
+    }
+
+    /// The broker's resident set size now, in bytes (`VmRSS`).
+    pub fn rss(&self) -> u64 {
+        rss_bytes(self.pid())
+    }
+
+    /// How many times the broker's stderr so far holds `needle`.
+    pub fn stderr_count(&self, needle: &str) -> usize {
+        self.stderr().matches(needle).count()
+    }
+}
+
+/// `VmRSS` of process `pid` in bytes, read from `/proc/PID/status`; panics
+/// when the process is gone.
+pub fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/status: {e}"));
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"));
+    let kib: u64 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("unparsable {line:?}"));
+    kib * 1024
+}
+
+impl RawClient {
+    /// Wraps a connected stream, with the same settings as `open`.
+    pub fn from_stream(stream: TcpStream) -> RawClient {
+        stream.set_nodelay(true).unwrap();
+        stream
+            .set_write_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        RawClient {
+            stream,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// Opens a connection whose receive buffer is `rcvbuf` bytes, set
+    /// before connecting so that the kernel never grows the window: a
+    /// client that does not read then takes almost nothing off the broker.
+    pub fn open_with_rcvbuf(port: u16, rcvbuf: usize) -> RawClient {
+        use socket2::{Domain, Protocol, Socket, Type};
+        let socket =
+            Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).expect("tcp socket");
+        socket.set_recv_buffer_size(rcvbuf).expect("set SO_RCVBUF");
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        socket.connect(&addr.into()).expect("tcp connect");
+        RawClient::from_stream(socket.into())
+    }
+}

@@ -15,6 +15,10 @@ pub enum Scenario {
     Fanin,
     /// C idle connections opened at R/s, held, then closed.
     Storm,
+    /// Bounded attack phases (deep topics, duplicate filters with readers
+    /// that never read, ping flood, connection storm) while a probe client
+    /// measures latency; then: is the broker alive, does it still serve.
+    Hostile,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,7 +28,7 @@ pub enum Transport {
 }
 
 #[derive(Parser, Debug, Clone)]
-#[command(about = "MQTT load generator (loopback only): p2p, fanout, fanin, storm")]
+#[command(about = "MQTT load generator (loopback only): p2p, fanout, fanin, storm, hostile")]
 pub struct Args {
     #[arg(long, value_enum, default_value = "p2p")]
     pub scenario: Scenario,
@@ -148,9 +152,13 @@ pub fn parse() -> Result<Config, String> {
         }
         Scenario::Fanout => (args.publishers.unwrap_or(1), args.subscribers.unwrap_or(16)),
         Scenario::Fanin => (args.publishers.unwrap_or(16), args.subscribers.unwrap_or(2)),
-        Scenario::Storm => (0, 0),
+        Scenario::Storm | Scenario::Hostile => (0, 0),
     };
-    if args.scenario != Scenario::Storm {
+    if args.scenario == Scenario::Hostile {
+        if args.transport != Transport::Tcp {
+            return Err("hostile: TCP only (its clients set the socket's receive buffer)".into());
+        }
+    } else if args.scenario != Scenario::Storm {
         if publishers == 0 || subscribers == 0 {
             return Err("need at least one publisher and one subscriber".into());
         }

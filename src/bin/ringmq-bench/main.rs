@@ -4,7 +4,8 @@
 //! Scenarios: `p2p` (N publishers → N subscribers, a topic each), `fanout`
 //! (P publishers → S subscribers on one topic), `fanin` (P publishers, a
 //! topic each → S subscribers of all, or of one `$share` group with
-//! `--shared`), `storm` (many idle connections, few threads). Over TCP or
+//! `--shared`), `storm` (many idle connections, few threads), `hostile`
+//! (bounded attack phases while a probe client measures; [`hostile`]). Over TCP or
 //! MQTT over WebSocket, MQTT 3.1.1 or 5.0, QoS 0/1/2, with a bounded in-flight
 //! window per publisher at QoS 1/2. Every payload carries its send time,
 //! publisher id and sequence number ([`payload`]), so subscribers count loss,
@@ -13,10 +14,13 @@
 //! connect timeouts, and a watchdog; the result is one JSON object on stdout.
 
 mod args;
+mod hostile;
 mod mqtt;
 mod payload;
+mod probe;
 mod pubsub;
 mod report;
+mod sampler;
 mod scenario;
 mod stats;
 mod storm;
@@ -41,6 +45,7 @@ fn main() {
                 .unwrap_or(0);
             open + a.hold + 4 * a.connect_timeout + 30
         }
+        Scenario::Hostile => hostile::budget_secs(),
         _ => {
             let setup = (cfg.publishers + cfg.subscribers) as u64 * a.connect_timeout / 8;
             a.duration + a.drain + setup + 4 * a.connect_timeout + 30
@@ -54,6 +59,7 @@ fn main() {
     let file = a.json.clone();
     let result = match a.scenario {
         Scenario::Storm => storm::run(cfg),
+        Scenario::Hostile => hostile::run(cfg),
         _ => {
             storm::ensure_nofile(2 * (cfg.publishers + cfg.subscribers) + 64);
             scenario::run(cfg)

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use bytestring::ByteString;
 use ringmq::protocol::{
-    decode, encode, Ack, Connect, Packet, ProtocolVersion, Subscribe, SubscriptionOptions,
+    decode, encode, Ack, Connect, Packet, ProtocolVersion, QoS, Subscribe, SubscriptionOptions,
     SubscriptionRequest,
 };
 
@@ -27,9 +27,22 @@ pub fn open(
     let timeout = Duration::from_secs(cfg.args.connect_timeout.max(1));
     let start = Instant::now();
     let mut wire = Wire::connect(cfg.target, local, cfg.ws_path(), timeout)?;
+    handshake(&mut wire, cfg.version, client_id, keep_alive, timeout)?;
+    Ok((wire, start.elapsed()))
+}
+
+/// Sends CONNECT (clean start, no will, no credentials) and waits up to
+/// `timeout` for a CONNACK that accepts it.
+pub fn handshake(
+    wire: &mut Wire,
+    version: ProtocolVersion,
+    client_id: &str,
+    keep_alive: u16,
+    timeout: Duration,
+) -> io::Result<()> {
     let mut out = BytesMut::new();
     let connect = Connect {
-        protocol: cfg.version,
+        protocol: version,
         clean_start: true,
         keep_alive,
         client_id: ByteString::from(client_id),
@@ -38,10 +51,10 @@ pub fn open(
         password: None,
         properties: None,
     };
-    encode(&Packet::Connect(Box::new(connect)), cfg.version, &mut out);
+    encode(&Packet::Connect(Box::new(connect)), version, &mut out);
     wire.send(&out)?;
-    match read_packet(&mut wire, &mut BytesMut::new(), cfg.version, timeout)? {
-        Packet::ConnAck(a) if a.code == 0 => Ok((wire, start.elapsed())),
+    match read_packet(wire, &mut BytesMut::new(), version, timeout)? {
+        Packet::ConnAck(a) if a.code == 0 => Ok(()),
         Packet::ConnAck(a) => Err(io::Error::other(format!(
             "CONNECT refused, code {:#04x}",
             a.code
@@ -50,29 +63,59 @@ pub fn open(
     }
 }
 
-/// Subscribes to one filter; returns the SUBACK's code (granted QoS, or a
-/// failure code from 0x80 up).
+/// Subscribes to one filter at `--qos`; returns the SUBACK's code (granted
+/// QoS, or a failure code from 0x80 up).
 pub fn subscribe(cfg: &Config, wire: &mut Wire, filter: &str) -> io::Result<u8> {
     let timeout = Duration::from_secs(cfg.args.connect_timeout.max(1));
+    let codes = subscribe_all(wire, cfg.version, &[filter], cfg.qos, timeout)?;
+    Ok(codes.first().copied().unwrap_or(0x80))
+}
+
+/// The SUBSCRIBE packet (id 1) for `filters`, each at `qos`.
+pub fn subscribe_packet(filters: &[&str], qos: QoS, v: ProtocolVersion) -> BytesMut {
     let mut out = BytesMut::new();
     let sub = Subscribe {
         packet_id: 1,
-        filters: vec![SubscriptionRequest {
-            filter: ByteString::from(filter),
-            options: SubscriptionOptions {
-                qos: cfg.qos,
-                no_local: false,
-                retain_as_published: false,
-                retain_handling: 0,
-            },
-        }],
+        filters: filters
+            .iter()
+            .map(|f| SubscriptionRequest {
+                filter: ByteString::from(*f),
+                options: SubscriptionOptions {
+                    qos,
+                    no_local: false,
+                    retain_as_published: false,
+                    retain_handling: 0,
+                },
+            })
+            .collect(),
         properties: None,
     };
-    encode(&Packet::Subscribe(sub), cfg.version, &mut out);
-    wire.send(&out)?;
-    match read_packet(wire, &mut BytesMut::new(), cfg.version, timeout)? {
-        Packet::SubAck(a) => Ok(a.codes.first().copied().unwrap_or(0x80)),
-        other => Err(io::Error::other(format!("expected SUBACK, got {other:?}"))),
+    encode(&Packet::Subscribe(sub), v, &mut out);
+    out
+}
+
+/// Subscribes to `filters` at `qos` in one SUBSCRIBE; returns the SUBACK's
+/// codes. Packets before the SUBACK (retained messages) are skipped.
+pub fn subscribe_all(
+    wire: &mut Wire,
+    v: ProtocolVersion,
+    filters: &[&str],
+    qos: QoS,
+    timeout: Duration,
+) -> io::Result<Vec<u8>> {
+    wire.send(&subscribe_packet(filters, qos, v))?;
+    let deadline = Instant::now() + timeout;
+    let mut buf = BytesMut::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        match read_packet(wire, &mut buf, v, left)? {
+            Packet::SubAck(a) => return Ok(a.codes),
+            Packet::Publish(_) => {}
+            other => return Err(io::Error::other(format!("expected SUBACK, got {other:?}"))),
+        }
     }
 }
 

@@ -48,7 +48,9 @@ fn layout(cfg: &Config) -> Layout {
                 per_topic: if cfg.args.shared { 1 } else { s as u64 },
             }
         }
-        Scenario::Storm => unreachable!("storm has its own runner"),
+        Scenario::Storm | Scenario::Hostile => {
+            unreachable!("storm and hostile have their own runners")
+        }
     }
 }
 

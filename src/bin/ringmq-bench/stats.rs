@@ -158,6 +158,19 @@ pub fn sample(pid: u32) -> Option<ProcSample> {
     })
 }
 
+/// Whether process `pid` still exists and is not a zombie (a broker that
+/// died before its parent reaped it).
+pub fn alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state is the first field after the parenthesised command name.
+    let state = stat
+        .rfind(')')
+        .and_then(|i| stat[i + 1..].split_whitespace().next());
+    !matches!(state, Some("Z" | "X" | "x") | None)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,5 +195,11 @@ mod tests {
     fn proc_sample_of_self() {
         let s = sample(std::process::id()).expect("own /proc");
         assert!(s.rss_kb > 0 && s.hwm_kb >= s.rss_kb);
+    }
+
+    #[test]
+    fn alive_sees_self_and_not_a_missing_pid() {
+        assert!(alive(std::process::id()));
+        assert!(!alive(u32::MAX));
     }
 }

@@ -77,14 +77,37 @@ impl Wire {
                 )));
             }
         }
-        Ok(Wire {
+        let mut wire = Wire::plain(stream);
+        wire.ws = ws;
+        Ok(wire)
+    }
+
+    /// Plain TCP with the socket's receive buffer set to `rcvbuf` bytes
+    /// before connecting (so the window the broker sees stays small): the
+    /// hostile scenario's clients that read slowly, or never.
+    pub fn tcp_small_rcvbuf(
+        target: SocketAddr,
+        rcvbuf: usize,
+        timeout: Duration,
+    ) -> io::Result<Wire> {
+        let socket = Socket::new(Domain::for_address(target), Type::STREAM, None)?;
+        socket.set_recv_buffer_size(rcvbuf)?;
+        socket.connect_timeout(&SockAddr::from(target), timeout)?;
+        let stream: TcpStream = socket.into();
+        stream.set_nodelay(true)?;
+        stream.set_write_timeout(Some(timeout))?;
+        Ok(Wire::plain(stream))
+    }
+
+    fn plain(stream: TcpStream) -> Wire {
+        Wire {
             stream,
-            ws,
+            ws: false,
             raw: BytesMut::new(),
             in_frame: 0,
             mask_state: 0x9E37_79B9,
             chunk: vec![0; 1 << 16],
-        })
+        }
     }
 
     pub fn try_clone(&self) -> io::Result<Wire> {
@@ -100,6 +123,38 @@ impl Wire {
 
     pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
         self.stream.set_read_timeout(t)
+    }
+
+    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        self.stream.set_write_timeout(t)
+    }
+
+    /// One `write` of raw bytes (plain TCP only): how many went out, or the
+    /// write timeout's error when none could. Keeps packet framing intact
+    /// where `write_all` would stop part-way through one.
+    pub fn write_some(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        debug_assert!(!self.ws, "write_some is for plain TCP");
+        self.stream.write(bytes)
+    }
+
+    /// The kernel's TCP state of the socket (1 = established, 7 = closed,
+    /// 8 = close-wait: the peer sent FIN), `None` if it cannot be read.
+    /// Unlike [`Wire::peer_closed`] it sees a close behind unread data.
+    pub fn tcp_state(&self) -> Option<u8> {
+        // SAFETY: tcp_info is plain old data; zeroed is a valid value.
+        let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        // SAFETY: valid fd; `info` and `len` outlive the call and `len` is its size.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.stream.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_INFO,
+                (&mut info as *mut libc::tcp_info).cast(),
+                &mut len,
+            )
+        };
+        (rc == 0).then_some(info.tcpi_state)
     }
 
     /// Whether the peer closed (or reset) the connection, without blocking.

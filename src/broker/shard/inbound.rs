@@ -7,13 +7,16 @@ use crate::broker::error::ProtocolViolation;
 use crate::broker::message::{detached_str, Message, ShardMessage};
 use crate::broker::session::{ConnId, OutboundState};
 use crate::protocol::{
-    encode, valid_topic_filter, Ack, Packet, Publish, QoS, SubAck, Subscribe, UnsubAck, Unsubscribe,
+    encode, valid_topic_filter, Ack, Disconnect, Packet, Publish, QoS, SubAck, Subscribe, UnsubAck,
+    Unsubscribe,
 };
 
 /// SUBACK failure code (0x80 in 3.1.1, "Unspecified error" in 5.0); 5.0
 /// clients get 0x8F "Topic Filter invalid" for a bad filter.
 const SUBACK_FAILURE: u8 = 0x80;
 const SUBACK_INVALID_FILTER_V5: u8 = 0x8F;
+/// 5.0 "Quota exceeded": beyond --max-subscriptions.
+const SUBACK_QUOTA_EXCEEDED_V5: u8 = 0x97;
 
 impl Shard {
     /// Handles one packet from a connected client. On a protocol violation
@@ -32,6 +35,7 @@ impl Shard {
             return Ok(());
         }
         conn.last_seen = now;
+        self.now = now;
         let result = match packet {
             Packet::Publish(p) => self.on_publish(conn_id, p),
             Packet::PubAck(a) => {
@@ -82,9 +86,24 @@ impl Shard {
         };
         if let Err(violation) = &result {
             tracing::debug!(shard = self.id, conn = conn_id, %violation, "closing connection");
+            self.disconnect_v5(conn_id, violation.reason_code());
             self.close_conn(conn_id, true);
         }
         result
+    }
+
+    /// Tells a 5.0 client why the broker closes its connection (3.1.1 has
+    /// no server DISCONNECT: the socket just closes).
+    pub(super) fn disconnect_v5(&mut self, conn_id: ConnId, reason: u8) {
+        if self.conns.get(&conn_id).is_some_and(|c| c.protocol.is_v5()) {
+            self.write(
+                conn_id,
+                &Packet::Disconnect(Disconnect {
+                    reason,
+                    properties: None,
+                }),
+            );
+        }
     }
 
     /// Encodes `packet` into the connection's outbox.
@@ -105,9 +124,24 @@ impl Shard {
         }
     }
 
-    fn on_publish(&mut self, conn_id: ConnId, p: Publish) -> Result<(), ProtocolViolation> {
+    fn on_publish(&mut self, conn_id: ConnId, mut p: Publish) -> Result<(), ProtocolViolation> {
         if p.topic.is_empty() {
             return Err(ProtocolViolation::EmptyTopic);
+        }
+        if !self.limits.topic_fits(&p.topic) {
+            return Err(ProtocolViolation::TopicTooLarge);
+        }
+        if let Some(props) = &mut p.properties {
+            // Only the broker sets these on a PUBLISH [MQTT-3.3.4-6]; a topic
+            // alias is per connection and this broker announces none (its
+            // Topic Alias Maximum is 0), so any alias is above it
+            // [MQTT-3.2.2-17]. Neither may reach a subscriber.
+            if !props.subscription_identifiers.is_empty() {
+                return Err(ProtocolViolation::SubscriptionIdentifierFromClient);
+            }
+            if let Some(alias) = props.topic_alias {
+                return Err(ProtocolViolation::TopicAliasInvalid(alias));
+            }
         }
         self.stats.publishes_received += 1;
         let sid = self
@@ -133,11 +167,15 @@ impl Shard {
                 // Exactly once [MQTT-4.3.3-2]: a PUBLISH whose id is still
                 // awaiting PUBREL is a retransmission, acknowledged again but
                 // not delivered again.
-                let first = self
-                    .sessions
-                    .get_mut(&sid)
-                    .map(|s| s.inbound_qos2.get_or_insert_default().insert(packet_id))
-                    .unwrap_or(true);
+                let receive_maximum = usize::from(self.limits.receive_maximum);
+                let Some(session) = self.sessions.get_mut(&sid) else {
+                    return Ok(());
+                };
+                let ids = session.inbound_qos2.get_or_insert_default();
+                if !ids.contains(&packet_id) && ids.len() >= receive_maximum {
+                    return Err(ProtocolViolation::ReceiveMaximumExceeded);
+                }
+                let first = ids.insert(packet_id);
                 if first {
                     self.publish(msg);
                 }
@@ -209,9 +247,22 @@ impl Shard {
         let mut retained = Vec::new();
         let mut new_interest = false;
         for req in sub.filters {
-            if !valid_topic_filter(&req.filter) {
+            if !valid_topic_filter(&req.filter) || !self.limits.topic_fits(&req.filter) {
                 codes.push(if v5 {
                     SUBACK_INVALID_FILTER_V5
+                } else {
+                    SUBACK_FAILURE
+                });
+                continue;
+            }
+            let at_quota = self.sessions.get(&sid).is_some_and(|s| {
+                s.subscriptions.len() >= self.limits.max_subscriptions
+                    && !s.subscriptions.contains_key(&req.filter)
+            });
+            if at_quota {
+                self.stats.subscriptions_refused += 1;
+                codes.push(if v5 {
+                    SUBACK_QUOTA_EXCEEDED_V5
                 } else {
                     SUBACK_FAILURE
                 });
@@ -270,16 +321,7 @@ impl Shard {
         let filter = &detached_str(filter);
         let entry = self.subs.entry(filter);
         let was_empty = entry.is_empty();
-        let existed = match entry.iter_mut().find(|(s, _)| *s == sid) {
-            Some(slot) => {
-                slot.1 = options;
-                true
-            }
-            None => {
-                entry.push((sid, options));
-                false
-            }
-        };
+        let existed = entry.upsert(sid, options);
         if was_empty {
             *new_interest = true;
             self.broadcast(ShardMessage::InterestAdd(filter.clone()));
@@ -294,10 +336,7 @@ impl Shard {
     pub(super) fn remove_subscription(&mut self, sid: u64, filter: &str) -> bool {
         let mut found = false;
         let emptied = self.subs.remove_if(filter, |subs| {
-            if let Some(pos) = subs.iter().position(|(s, _)| *s == sid) {
-                subs.swap_remove(pos);
-                found = true;
-            }
+            found = subs.remove(sid);
             subs.is_empty()
         });
         if emptied {

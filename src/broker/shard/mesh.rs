@@ -15,7 +15,7 @@ impl Shard {
             match msg {
                 ShardMessage::Publish { msg, retain_stamp } => {
                     if msg.retain {
-                        self.retain.apply(&msg, retain_stamp);
+                        self.apply_retained(&msg, retain_stamp);
                     }
                     self.deliver_local(msg);
                 }

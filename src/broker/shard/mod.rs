@@ -9,51 +9,37 @@
 //! by [`Shard::take_dirty_conns`]) and batches per destination shard
 //! ([`Shard::take_outgoing`]).
 
+#[cfg(test)]
+mod bounds_tests;
 mod delivery;
 mod inbound;
+mod invariants;
 mod mesh;
 #[cfg(test)]
 mod tests;
+mod timers;
 
 use std::collections::HashMap;
 
 use bytes::BytesMut;
 use bytestring::ByteString;
 
+pub use super::limits::BrokerLimits;
+
 use super::client_index::ClientIndex;
+use super::deadlines::{Deadlines, Slot};
 use super::id_map::IdMap;
 use super::interest::InterestIndex;
 use super::message::{detached_str, ShardMessage};
 use super::placement::home_shard;
 use super::retain::RetainStore;
 use super::session::{ConnId, Session, SessionId};
+use super::subscribers::Subscribers;
 use super::topic_trie::TopicTrie;
 use crate::protocol::{
     encode, valid_topic_name, ConnAck, Connect, Packet, ProtocolVersion, QoS, SubscriptionOptions,
     Will,
 };
-
-/// Per-session and per-connection bounds (from the configuration).
-#[derive(Debug, Clone)]
-pub struct BrokerLimits {
-    /// Outbound QoS 1/2 messages awaiting acknowledgement, per session.
-    pub max_inflight: usize,
-    /// Messages queued behind the in-flight window (or while offline).
-    pub max_queued: usize,
-    /// Bytes waiting to be written to one connection before QoS 0 messages
-    /// to it are dropped (a slow reader must not grow memory without bound).
-    pub max_outbox_bytes: usize,
-}
-
-impl Default for BrokerLimits {
-    fn default() -> Self {
-        BrokerLimits {
-            max_inflight: 64,
-            max_queued: 10_000,
-            max_outbox_bytes: 4 << 20,
-        }
-    }
-}
 
 /// Counters a shard keeps; read by the server for logs and benchmarks.
 #[derive(Debug, Clone, Default)]
@@ -64,8 +50,24 @@ pub struct ShardStats {
     /// QoS 0 messages dropped because the subscriber's outbox was full or
     /// the session was offline.
     pub dropped_qos0: u64,
-    /// QoS 1/2 messages dropped because the session's queue was full.
+    /// QoS 1/2 messages dropped because the session's queue was full
+    /// (--max-queued or --max-queued-bytes).
     pub dropped_queue_full: u64,
+    /// Retained publishes to a new topic not stored because the retained
+    /// store was full (they were still delivered to subscribers).
+    pub retained_refused: u64,
+    /// Filters of a SUBSCRIBE whose retained messages were not looked up
+    /// because the session's outbox and queue were already full.
+    pub retained_skipped: u64,
+    /// Subscriptions refused at --max-subscriptions.
+    pub subscriptions_refused: u64,
+    /// QoS 1/2 messages queued or in flight to a session when it ended.
+    pub dropped_session_ended: u64,
+    /// Messages that entered a session queue, and that left one (written
+    /// or dropped with their session): their difference is what the queues
+    /// hold, which `check_bounds` verifies.
+    pub queue_arrivals: u64,
+    pub queue_departures: u64,
 }
 
 /// A live network connection, after its CONNECT.
@@ -73,8 +75,17 @@ pub struct ShardStats {
 pub(crate) struct Conn {
     session: SessionId,
     protocol: ProtocolVersion,
-    keep_alive_ms: u64,
+    keep_alive_ms: u32,
     last_seen: u64,
+    /// The slot of this connection's live entry in the keepalive wheel
+    /// (entries for other slots are stale); see `timers`.
+    keepalive_due: Slot,
+    /// Same for the silence (parking) wheel.
+    silence_due: Slot,
+    /// Parked by the server: no silence checks until it resumes.
+    parked: bool,
+    /// The outbox holds a resent in-flight window (until taken).
+    resent: bool,
     outbox: BytesMut,
     /// Boxed: most connections have none, and this struct is per connection.
     will: Option<Box<Will>>,
@@ -101,7 +112,7 @@ pub struct Shard {
     conns: IdMap<Conn>,
     sessions: IdMap<Session>,
     by_client: ClientIndex,
-    subs: TopicTrie<Vec<(SessionId, SubscriptionOptions)>>,
+    subs: TopicTrie<Subscribers>,
     interest: InterestIndex,
     retain: RetainStore,
     outgoing: Vec<Vec<ShardMessage>>,
@@ -112,11 +123,22 @@ pub struct Shard {
     /// Scratch for fan-out, kept to avoid an allocation per PUBLISH.
     matches: Vec<(SessionId, QoS)>,
     generated_ids: u64,
+    /// Keepalive and silence checks, by due time (see `timers`).
+    keepalives: Deadlines,
+    silences: Deadlines,
+    due_scratch: Vec<(ConnId, Slot)>,
+    /// --park-after-ms; 0: connections are never parked.
+    silence_ms: u64,
+    /// The latest time a caller passed in (ms), for what has no `now` of
+    /// its own (retained tombstones applied from the mesh).
+    now: u64,
+    retained_warned_at: u64,
     pub stats: ShardStats,
 }
 
 impl Shard {
     pub fn new(id: usize, shards: usize, limits: BrokerLimits) -> Self {
+        let retained_limits = limits.retained.clone();
         Shard {
             id,
             shards,
@@ -126,7 +148,7 @@ impl Shard {
             by_client: ClientIndex::default(),
             subs: TopicTrie::new(),
             interest: InterestIndex::default(),
-            retain: RetainStore::default(),
+            retain: RetainStore::new(retained_limits),
             outgoing: (0..shards).map(|_| Vec::new()).collect(),
             outgoing_len: 0,
             dirty_conns: Vec::new(),
@@ -134,6 +156,12 @@ impl Shard {
             next_token: 1,
             matches: Vec::new(),
             generated_ids: 0,
+            keepalives: Deadlines::default(),
+            silences: Deadlines::default(),
+            due_scratch: Vec::new(),
+            silence_ms: 0,
+            now: 0,
+            retained_warned_at: 0,
             stats: ShardStats::default(),
         }
     }
@@ -150,6 +178,7 @@ impl Shard {
     /// the new connection. The CONNACK, or the refusal and the close, are in
     /// its output. `now` is in milliseconds on any monotonic clock.
     pub fn connect(&mut self, connect: Connect, now: u64) -> ConnId {
+        self.now = now;
         self.stats.connects += 1;
         let Connect {
             protocol,
@@ -162,19 +191,25 @@ impl Shard {
         let mut conn = Conn {
             session: 0,
             protocol,
-            keep_alive_ms: u64::from(keep_alive) * 1500,
+            keep_alive_ms: u32::from(keep_alive) * 1500,
             last_seen: now,
+            keepalive_due: 0,
+            silence_due: 0,
+            parked: false,
+            resent: false,
             outbox: BytesMut::new(),
             will: will.map(Box::new),
             closing: false,
             dirty: false,
         };
-        let refusal = if client_id.is_empty() && !clean_start && !protocol.is_v5() {
+        let refusal = if (client_id.is_empty() && !clean_start && !protocol.is_v5())
+            || client_id.len() > self.limits.max_client_id_len
+        {
             Some(ConnackRefusal::IdentifierRejected)
         } else if conn
             .will
             .as_ref()
-            .is_some_and(|w| !valid_topic_name(&w.topic))
+            .is_some_and(|w| !valid_topic_name(&w.topic) || !self.limits.topic_fits(&w.topic))
         {
             Some(ConnackRefusal::InvalidWill)
         } else {
@@ -218,6 +253,7 @@ impl Shard {
             })
         });
         let conn_id = self.conns.insert(conn);
+        self.watch_conn(conn_id, now);
 
         // Takeover [MQTT-3.1.4-2]: the existing connection is closed (its
         // will is published: it did not DISCONNECT).
@@ -225,6 +261,7 @@ impl Shard {
         if let Some(sid) = existing {
             if let Some(old) = self.sessions.get(&sid).and_then(|s| s.conn) {
                 tracing::debug!(shard = self.id, client_id = %client_id, "session taken over");
+                self.disconnect_v5(old, 0x8E);
                 self.close_conn(old, true);
             }
         }
@@ -254,9 +291,12 @@ impl Shard {
             return conn_id;
         };
         conn.session = sid;
-        let properties = (assigned && protocol.is_v5()).then(|| {
+        // 5.0: how many QoS 2 messages the client may have awaiting PUBREL
+        // (--receive-maximum), and the id the broker chose for an empty one.
+        let properties = protocol.is_v5().then(|| {
             Box::new(crate::protocol::Properties {
-                assigned_client_identifier: Some(client_id.clone()),
+                assigned_client_identifier: assigned.then(|| client_id.clone()),
+                receive_maximum: Some(self.limits.receive_maximum),
                 ..Default::default()
             })
         });
@@ -285,35 +325,6 @@ impl Shard {
         self.close_conn(conn, true);
     }
 
-    /// Closes connections whose keepalive expired [MQTT-3.1.2-24].
-    pub fn tick(&mut self, now: u64) {
-        let expired: Vec<ConnId> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| {
-                !c.closing
-                    && c.keep_alive_ms > 0
-                    && now.saturating_sub(c.last_seen) > c.keep_alive_ms
-            })
-            .map(|(id, _)| id)
-            .collect();
-        for conn in expired {
-            tracing::debug!(shard = self.id, conn, "keepalive expired");
-            self.close_conn(conn, true);
-        }
-    }
-
-    /// Connections that have sent nothing for `silence_ms` and are not
-    /// closing, appended to `out`: the server parks them.
-    pub fn silent_conns(&self, now: u64, silence_ms: u64, out: &mut Vec<ConnId>) {
-        out.extend(
-            self.conns
-                .iter()
-                .filter(|(_, c)| !c.closing && now.saturating_sub(c.last_seen) >= silence_ms)
-                .map(|(id, _)| id),
-        );
-    }
-
     /// Frees `conn`'s empty output buffer (its spare room is kept across
     /// flushes while the connection is busy); for a connection going idle.
     pub fn shed_outbox(&mut self, conn: ConnId) {
@@ -330,6 +341,33 @@ impl Shard {
         self.conns
             .get(&conn)
             .is_some_and(|c| c.closing || !c.outbox.is_empty())
+    }
+
+    /// Whether `conn`'s outbox holds --max-outbox-bytes or more: the server
+    /// stops reading from the client until it has taken some, so a client
+    /// that sends but never reads cannot pile up replies.
+    pub fn outbox_full(&self, conn: ConnId) -> bool {
+        self.conns
+            .get(&conn)
+            .is_some_and(|c| c.outbox.len() >= self.limits.max_outbox_bytes)
+    }
+
+    /// The server wrote what `take_output` gave it: room for the session's
+    /// queued messages.
+    pub fn output_written(&mut self, conn: ConnId) {
+        if let Some(sid) = self.conns.get(&conn).map(|c| c.session) {
+            self.pump_queue(sid);
+        }
+    }
+
+    /// Whether `conn`'s session has QoS 1/2 messages in flight: their
+    /// acknowledgements free memory, so the server keeps reading such a
+    /// client even above the memory high-water mark.
+    pub fn has_inflight(&self, conn: ConnId) -> bool {
+        self.conns
+            .get(&conn)
+            .and_then(|c| self.sessions.get(&c.session))
+            .is_some_and(|s| !s.inflight.is_empty())
     }
 
     /// Whether `conn`'s session has messages waiting behind a full
@@ -365,6 +403,7 @@ impl Shard {
     /// `None` for a connection that was released.
     pub fn take_output(&mut self, conn: ConnId) -> Option<(BytesMut, bool)> {
         let c = self.conns.get_mut(&conn)?;
+        c.resent = false;
         // Split: the spare room stays for the next messages, so a busy
         // connection does not allocate per flush (see `shed_outbox` for
         // idle ones).
@@ -461,6 +500,11 @@ impl Shard {
             return;
         };
         self.by_client.remove(&session.client_id, sid);
+        // A session that ends takes its undelivered messages with it (a
+        // clean session, or one replaced by a clean start): counted.
+        let undelivered = (session.queue.len() + session.inflight.len()) as u64;
+        self.stats.dropped_session_ended += undelivered;
+        self.stats.queue_departures += session.queue.len() as u64;
         for filter in session.subscriptions.keys() {
             self.remove_subscription(sid, filter);
         }

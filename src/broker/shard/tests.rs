@@ -13,15 +13,15 @@ use crate::protocol::{
 
 const V: ProtocolVersion = ProtocolVersion::V311;
 
-struct Sim {
-    shards: Vec<Shard>,
-    now: u64,
+pub(super) struct Sim {
+    pub(super) shards: Vec<Shard>,
+    pub(super) now: u64,
 }
 
 #[derive(Clone, Copy)]
-struct Client {
-    shard: usize,
-    conn: ConnId,
+pub(super) struct Client {
+    pub(super) shard: usize,
+    pub(super) conn: ConnId,
 }
 
 /// A client id whose home is `shard` among `n`.
@@ -32,7 +32,7 @@ fn id_on(shard: usize, n: usize, tag: &str) -> String {
         .unwrap()
 }
 
-fn opts(qos: QoS) -> SubscriptionOptions {
+pub(super) fn opts(qos: QoS) -> SubscriptionOptions {
     SubscriptionOptions {
         qos,
         no_local: false,
@@ -42,11 +42,11 @@ fn opts(qos: QoS) -> SubscriptionOptions {
 }
 
 impl Sim {
-    fn new(n: usize) -> Sim {
+    pub(super) fn new(n: usize) -> Sim {
         Sim::with_limits(n, BrokerLimits::default())
     }
 
-    fn with_limits(n: usize, limits: BrokerLimits) -> Sim {
+    pub(super) fn with_limits(n: usize, limits: BrokerLimits) -> Sim {
         Sim {
             shards: (0..n).map(|i| Shard::new(i, n, limits.clone())).collect(),
             now: 0,
@@ -54,7 +54,7 @@ impl Sim {
     }
 
     /// Delivers cross-shard batches until none are left.
-    fn settle(&mut self) {
+    pub(super) fn settle(&mut self) {
         loop {
             let mut moved = false;
             for src in 0..self.shards.len() {
@@ -71,7 +71,7 @@ impl Sim {
         }
     }
 
-    fn connect_with(
+    pub(super) fn connect_with(
         &mut self,
         client_id: &str,
         clean: bool,
@@ -101,7 +101,7 @@ impl Sim {
         (c, out)
     }
 
-    fn connect(&mut self, client_id: &str, clean: bool) -> Client {
+    pub(super) fn connect(&mut self, client_id: &str, clean: bool) -> Client {
         let (c, out) = self.connect_with(client_id, clean, 0, None);
         assert!(
             matches!(out[0], Packet::ConnAck(ref a) if a.code == 0),
@@ -110,12 +110,12 @@ impl Sim {
         c
     }
 
-    fn send(&mut self, c: Client, p: Packet) {
+    pub(super) fn send(&mut self, c: Client, p: Packet) {
         let _ = self.shards[c.shard].handle_packet(c.conn, p, self.now);
     }
 
     /// Everything written to the client so far, decoded.
-    fn recv(&mut self, c: Client) -> Vec<Packet> {
+    pub(super) fn recv(&mut self, c: Client) -> Vec<Packet> {
         let mut dirty = Vec::new();
         self.shards[c.shard].take_dirty_conns(&mut dirty);
         let Some((mut out, _)) = self.shards[c.shard].take_output(c.conn) else {
@@ -129,7 +129,7 @@ impl Sim {
         packets
     }
 
-    fn subscribe(&mut self, c: Client, filter: &str, qos: QoS) {
+    pub(super) fn subscribe(&mut self, c: Client, filter: &str, qos: QoS) {
         self.send(
             c,
             Packet::Subscribe(Subscribe {
@@ -143,7 +143,7 @@ impl Sim {
         );
     }
 
-    fn publish(
+    pub(super) fn publish(
         &mut self,
         c: Client,
         topic: &str,
@@ -167,7 +167,7 @@ impl Sim {
     }
 }
 
-fn publishes(packets: &[Packet]) -> Vec<(String, Bytes, QoS, bool, bool)> {
+pub(super) fn publishes(packets: &[Packet]) -> Vec<(String, Bytes, QoS, bool, bool)> {
     packets
         .iter()
         .filter_map(|p| match p {
@@ -388,6 +388,7 @@ fn inflight_window_and_bounded_queue() {
         max_inflight: 2,
         max_queued: 1,
         max_outbox_bytes: 1 << 20,
+        ..Default::default()
     };
     let mut sim = Sim::with_limits(1, limits);
     let sub = sim.connect("s", true);
