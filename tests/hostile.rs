@@ -315,29 +315,7 @@ impl RawV5 {
     }
 
     fn read_outcome(&mut self, timeout: Duration) -> ReadOutcome {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match protocol::decode(&mut self.buf, self.version, 1 << 24) {
-                Ok(Some(p)) => return ReadOutcome::Packet(p),
-                Ok(None) => {}
-                Err(e) => return ReadOutcome::Undecodable(format!("{e:?}")),
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return ReadOutcome::TimedOut;
-            }
-            self.stream.set_read_timeout(Some(left)).unwrap();
-            let mut tmp = [0u8; 4096];
-            match self.stream.read(&mut tmp) {
-                Ok(0) => return ReadOutcome::Closed,
-                Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    return ReadOutcome::TimedOut
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => return ReadOutcome::Closed,
-            }
-        }
+        read_outcome_from(&mut self.stream, &mut self.buf, self.version, timeout)
     }
 
     fn read_packet(&mut self, timeout: Duration) -> Packet {

@@ -38,8 +38,8 @@ impl Default for BrokerLimits {
         BrokerLimits {
             max_inflight: 64,
             max_queued: 10_000,
-            max_queued_bytes: 4 << 20,
-            max_outbox_bytes: 1 << 20,
+            max_queued_bytes: 2 << 20,
+            max_outbox_bytes: 4 << 20,
             max_topic_levels: 128,
             max_topic_length: 1024,
             max_subscriptions: 1000,

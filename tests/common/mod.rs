@@ -716,29 +716,7 @@ impl RawClient {
 
     /// Reads until one packet is decoded, the peer closes, or `timeout`.
     pub fn read_outcome(&mut self, timeout: Duration) -> ReadOutcome {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match protocol::decode(&mut self.buf, V311, 1 << 24) {
-                Ok(Some(p)) => return ReadOutcome::Packet(p),
-                Ok(None) => {}
-                Err(e) => return ReadOutcome::Undecodable(format!("{e:?}")),
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return ReadOutcome::TimedOut;
-            }
-            self.stream.set_read_timeout(Some(left)).unwrap();
-            let mut tmp = [0u8; 4096];
-            match self.stream.read(&mut tmp) {
-                Ok(0) => return ReadOutcome::Closed,
-                Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    return ReadOutcome::TimedOut
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => return ReadOutcome::Closed,
-            }
-        }
+        read_outcome_from(&mut self.stream, &mut self.buf, V311, timeout)
     }
 
     /// The next packet; panics on timeout, close or garbage.
@@ -969,5 +947,38 @@ impl RawClient {
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
         socket.connect(&addr.into()).expect("tcp connect");
         RawClient::from_stream(socket.into())
+    }
+}
+
+/// Reads from `stream` into `buf` until one packet of `version` is decoded,
+/// the peer closes, or `timeout` (raw clients of either version).
+pub fn read_outcome_from(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    version: ProtocolVersion,
+    timeout: Duration,
+) -> ReadOutcome {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match protocol::decode(buf, version, 1 << 24) {
+            Ok(Some(p)) => return ReadOutcome::Packet(p),
+            Ok(None) => {}
+            Err(e) => return ReadOutcome::Undecodable(format!("{e:?}")),
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return ReadOutcome::TimedOut;
+        }
+        stream.set_read_timeout(Some(left)).unwrap();
+        let mut tmp = [0u8; 4096];
+        match stream.read(&mut tmp) {
+            Ok(0) => return ReadOutcome::Closed,
+            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return ReadOutcome::TimedOut
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return ReadOutcome::Closed,
+        }
     }
 }
