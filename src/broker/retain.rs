@@ -138,7 +138,9 @@ impl RetainStore {
             return RetainOutcome::Deleted;
         }
         let bytes = self.bytes - old + size(msg);
-        if bytes > self.limits.max_bytes {
+        // A tombstone coming back to life is a new message for the count.
+        let revives = entry.msg.is_none();
+        if bytes > self.limits.max_bytes || (revives && self.live >= self.limits.max_messages) {
             return RetainOutcome::Refused;
         }
         if entry.msg.replace(msg.clone()).is_none() {
@@ -438,6 +440,9 @@ mod tests {
         assert_eq!(apply(&mut store, "c", "1"), RetainOutcome::Stored);
         assert_eq!(apply(&mut store, "d", ""), RetainOutcome::Deleted);
         assert_eq!(store.tombstones(), 2);
+        // A tombstone written again is a new message: refused while full.
+        assert_eq!(apply(&mut store, "a", "1"), RetainOutcome::Refused);
+        assert_eq!(store.len(), 2);
         // No room for a third tombstone: still a delete.
         assert_eq!(apply(&mut store, "e", ""), RetainOutcome::Deleted);
         assert_eq!(store.tombstones(), 2);
