@@ -16,6 +16,8 @@ pub struct Admission {
     refused: AtomicU64,
     /// Sockets open (accepted, handed off or parked), all shards together.
     open: AtomicUsize,
+    /// Millisecond (since start) of the last memory sample.
+    sampled_at: AtomicU64,
     /// Second (since start) of the last refusal log line.
     logged_at: AtomicU64,
     started: Instant,
@@ -46,6 +48,7 @@ impl Admission {
             memory_high: AtomicBool::new(false),
             refused: AtomicU64::new(0),
             open: AtomicUsize::new(0),
+            sampled_at: AtomicU64::new(0),
             logged_at: AtomicU64::new(u64::MAX),
             started: Instant::now(),
         }
@@ -56,6 +59,25 @@ impl Admission {
     /// refused.
     pub fn memory_high(&self) -> bool {
         self.memory_high.load(Ordering::Relaxed)
+    }
+
+    /// Samples memory if nobody did for `MEMORY_SAMPLE_MS`: called before
+    /// every read, so a shard too busy reading to run its timers still
+    /// notices the mark (one `/proc` read per 50 ms for the whole broker).
+    pub fn check_memory_if_due(&self) {
+        if self.max_memory == 0 {
+            return;
+        }
+        let now = self.started.elapsed().as_millis() as u64;
+        let last = self.sampled_at.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= MEMORY_SAMPLE_MS
+            && self
+                .sampled_at
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.check_memory();
+        }
     }
 
     /// Samples the resident set size and updates the mark, with hysteresis:
@@ -130,6 +152,9 @@ impl Admission {
         self.refused.load(Ordering::Relaxed)
     }
 }
+
+/// How often memory is sampled at most.
+const MEMORY_SAMPLE_MS: u64 = 50;
 
 /// The process's resident set size, from `/proc/self/statm`.
 fn resident_bytes() -> Option<u64> {

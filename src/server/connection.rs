@@ -345,6 +345,7 @@ async fn read_loop(
 /// flight, whose acknowledgements free memory). False if the connection
 /// closed meanwhile (e.g. by the write timeout).
 async fn wait_until_readable(ctx: &Rc<ShardCtx>, conn: ConnId) -> bool {
+    ctx.admission.check_memory_if_due();
     loop {
         let wait = {
             let core = ctx.core.borrow();
