@@ -266,11 +266,7 @@ impl RawV5 {
     }
 
     fn open_as(port: u16, version: ProtocolVersion) -> RawV5 {
-        let stream = TcpStream::connect(("127.0.0.1", port)).expect("tcp connect");
-        stream.set_nodelay(true).unwrap();
-        stream
-            .set_write_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
+        let stream = raw_settings(TcpStream::connect(("127.0.0.1", port)).expect("tcp connect"));
         RawV5 {
             stream,
             buf: BytesMut::new(),

@@ -646,15 +646,7 @@ pub const V311: ProtocolVersion = ProtocolVersion::V311;
 
 impl RawClient {
     pub fn open(port: u16) -> RawClient {
-        let stream = TcpStream::connect(("127.0.0.1", port)).expect("tcp connect");
-        stream.set_nodelay(true).unwrap();
-        stream
-            .set_write_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        RawClient {
-            stream,
-            buf: BytesMut::new(),
-        }
+        RawClient::from_stream(TcpStream::connect(("127.0.0.1", port)).expect("tcp connect"))
     }
 
     /// Opens a connection and completes a 3.1.1 CONNECT; panics unless the
@@ -926,12 +918,8 @@ pub fn rss_bytes(pid: u32) -> u64 {
 impl RawClient {
     /// Wraps a connected stream, with the same settings as `open`.
     pub fn from_stream(stream: TcpStream) -> RawClient {
-        stream.set_nodelay(true).unwrap();
-        stream
-            .set_write_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
         RawClient {
-            stream,
+            stream: raw_settings(stream),
             buf: BytesMut::new(),
         }
     }
@@ -981,4 +969,14 @@ pub fn read_outcome_from(
             Err(_) => return ReadOutcome::Closed,
         }
     }
+}
+
+/// What every raw test socket gets: no Nagle delay, and writes that fail
+/// after 5 s rather than hang on a broker that stopped reading.
+pub fn raw_settings(stream: TcpStream) -> TcpStream {
+    stream.set_nodelay(true).unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
 }
