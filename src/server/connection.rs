@@ -305,6 +305,10 @@ async fn read_loop(
             }
         }
         transport.release_if_idle(&mut buf);
+        // A client that always has data ready never makes this task wait:
+        // let the reactor and the other tasks run once the preempt timer
+        // says so (`server::PREEMPT_AFTER`).
+        glommio::yield_if_needed().await;
         // Backpressure: stop reading while other shards are behind.
         while ctx.core.borrow().outgoing_backlog() > MESH_BACKLOG_LIMIT {
             glommio::timer::sleep(std::time::Duration::from_millis(1)).await;

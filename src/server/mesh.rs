@@ -19,6 +19,14 @@
 //! ticking flag and the push are each followed by a SeqCst fence before the
 //! other side's check, so one of the two sides sees the other).
 //!
+//! SUBACK barriers take a shortcut back: a shard that applies another's
+//! `Sync` also stores the token in a shared atomic, which the other reads
+//! after every batch it applies. So a shard whose outgoing batches are
+//! backed up (a client flooding it with SUBSCRIBEs makes interest changes
+//! for everyone) does not hold other shards' SUBACKs behind that backlog;
+//! the `SyncAck` message still follows, for a shard with nothing else to
+//! apply.
+//!
 //! Each destination has one sender task that ships the core's batch for it
 //! whenever woken; each source has one receiver task that applies batches.
 //! A receiver never awaits a send (replies are queued in the core and
@@ -27,7 +35,7 @@
 
 use std::os::fd::{FromRawFd, RawFd};
 use std::rc::Rc;
-use std::sync::atomic::{fence, AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam::queue::ArrayQueue;
 use crossbeam::utils::CachePadded;
@@ -79,6 +87,9 @@ pub struct Lanes {
     shards: usize,
     lanes: Vec<Lane>,
     ticking: Vec<CachePadded<AtomicBool>>,
+    /// `[src * shards + dst]`: the highest of `src`'s `Sync` tokens that
+    /// `dst` has applied.
+    synced: Vec<CachePadded<AtomicU64>>,
 }
 
 impl Lanes {
@@ -92,6 +103,9 @@ impl Lanes {
                 })
                 .collect(),
             ticking: (0..shards).map(|_| CachePadded::default()).collect(),
+            synced: (0..shards * shards)
+                .map(|_| CachePadded::default())
+                .collect(),
         }
     }
 
@@ -107,6 +121,24 @@ impl Lanes {
 
     fn is_ticking(&self, id: usize) -> bool {
         self.ticking[id].load(Ordering::SeqCst)
+    }
+
+    fn synced(&self, src: usize, dst: usize) -> &AtomicU64 {
+        &self.synced[src * self.shards + dst]
+    }
+}
+
+/// Applies one batch from `src`, then exchanges barrier progress: ours
+/// for `src` (its `Sync`s we just applied) and everyone's for us.
+fn apply_batch(ctx: &ShardCtx, src: usize, batch: Vec<ShardMessage>) {
+    let mut core = ctx.core.borrow_mut();
+    core.handle_shard_messages(src, batch);
+    ctx.lanes
+        .synced(src, ctx.id)
+        .fetch_max(core.syncs_applied(src), Ordering::Release);
+    for other in (0..ctx.shards).filter(|&s| s != ctx.id) {
+        let token = ctx.lanes.synced(ctx.id, other).load(Ordering::Acquire);
+        core.on_sync_ack(other, token);
     }
 }
 
@@ -128,7 +160,7 @@ fn drain_lane(ctx: &ShardCtx, src: usize) -> bool {
     let lane = ctx.lanes.lane(src, ctx.id);
     let mut applied = false;
     while let Some(batch) = lane.ring.pop() {
-        ctx.core.borrow_mut().handle_shard_messages(src, batch);
+        apply_batch(ctx, src, batch);
         applied = true;
     }
     applied
@@ -179,7 +211,7 @@ pub fn start(
                 match item {
                     MeshItem::Broker(batch) => {
                         drain_lane(&ctx, src);
-                        ctx.core.borrow_mut().handle_shard_messages(src, batch);
+                        apply_batch(&ctx, src, batch);
                         lane.in_channel.fetch_sub(1, Ordering::SeqCst);
                         ctx.wake();
                     }

@@ -50,6 +50,13 @@ pub(crate) enum ShardEvent {
     Failed(String),
 }
 
+/// How long a shard runs tasks before it polls the reactor again (glommio's
+/// default is 100 ms). Reactor polls are what deliver other shards' batches
+/// and SUBACK barriers, so a shard kept busy by one flooding client would
+/// otherwise leave every other shard's barrier waiting up to 100 ms per
+/// round; connection tasks yield at this point (`yield_if_needed`).
+const PREEMPT_AFTER: Duration = Duration::from_millis(5);
+
 /// How long shards get to start before the broker gives up.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -95,6 +102,7 @@ pub fn run(mut config: Config) -> Result<(), ServerError> {
         LocalExecutorPoolBuilder::new(placement)
             .name("ringmq-shard")
             .io_memory(config.io_memory)
+            .preempt_timer(PREEMPT_AFTER)
             .on_all_shards(move || {
                 shard_main::run(config, lanes, admission, mesh_builder, events_tx, shutdown)
             })

@@ -300,7 +300,6 @@ impl Shard {
                     session: sid,
                     suback,
                     retained,
-                    acks_missing: self.shards - 1,
                 },
             );
         } else {

@@ -21,21 +21,40 @@ impl Shard {
                 }
                 ShardMessage::InterestAdd(filter) => self.interest.add(&filter, from),
                 ShardMessage::InterestRemove(filter) => self.interest.remove(&filter, from),
-                ShardMessage::Sync(token) => self.send_to_shard(from, ShardMessage::SyncAck(token)),
-                ShardMessage::SyncAck(token) => self.on_sync_ack(token),
+                ShardMessage::Sync(token) => {
+                    self.syncs_applied[from] = token;
+                    self.send_to_shard(from, ShardMessage::SyncAck(token));
+                }
+                ShardMessage::SyncAck(token) => self.on_sync_ack(from, token),
             }
         }
     }
 
-    fn on_sync_ack(&mut self, token: u64) {
-        let Some(pending) = self.pending_subscribes.get_mut(&token) else {
-            return;
-        };
-        pending.acks_missing -= 1;
-        if pending.acks_missing > 0 {
+    /// The highest of shard `from`'s `Sync` tokens applied here: everything
+    /// `from` sent before it has been applied.
+    pub fn syncs_applied(&self, from: usize) -> u64 {
+        self.syncs_applied[from]
+    }
+
+    /// Shard `from` has applied our `Sync` tokens up to `token`. Arrives
+    /// twice (the `SyncAck` message, and earlier through the server's fast
+    /// path); the second time changes nothing. SUBACKs whose token every
+    /// other shard has answered are sent, in token order.
+    pub fn on_sync_ack(&mut self, from: usize, token: u64) {
+        if token <= self.syncs_acked[from] {
             return;
         }
-        if let Some(p) = self.pending_subscribes.remove(&token) {
+        self.syncs_acked[from] = token;
+        let everyone = (0..self.shards)
+            .filter(|&s| s != self.id)
+            .map(|s| self.syncs_acked[s])
+            .min()
+            .unwrap_or(u64::MAX);
+        while let Some(entry) = self.pending_subscribes.first_entry() {
+            if *entry.key() > everyone {
+                break;
+            }
+            let p = entry.remove();
             // A connection that closed meanwhile gets nothing (write skips
             // closing connections); its session still holds the
             // subscriptions if it is persistent.

@@ -19,7 +19,7 @@ mod mesh;
 mod tests;
 mod timers;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use bytes::BytesMut;
 use bytestring::ByteString;
@@ -101,7 +101,6 @@ struct PendingSubscribe {
     session: SessionId,
     suback: Packet,
     retained: Vec<(ByteString, SubscriptionOptions)>,
-    acks_missing: usize,
 }
 
 #[derive(Debug)]
@@ -118,8 +117,16 @@ pub struct Shard {
     outgoing: Vec<Vec<ShardMessage>>,
     outgoing_len: usize,
     dirty_conns: Vec<ConnId>,
-    pending_subscribes: HashMap<u64, PendingSubscribe>,
+    /// SUBACKs waiting for every other shard's `SyncAck`, by token (tokens
+    /// grow, so they finish in order).
+    pending_subscribes: BTreeMap<u64, PendingSubscribe>,
     next_token: u64,
+    /// Per shard: the highest of our `Sync` tokens it has answered.
+    syncs_acked: Vec<u64>,
+    /// Per shard: the highest of its `Sync` tokens we have applied (the
+    /// server publishes it so that shard can finish its barrier without
+    /// waiting behind our outgoing backlog; see `server::mesh`).
+    syncs_applied: Vec<u64>,
     /// Scratch for fan-out, kept to avoid an allocation per PUBLISH.
     matches: Vec<(SessionId, QoS)>,
     generated_ids: u64,
@@ -152,8 +159,10 @@ impl Shard {
             outgoing: (0..shards).map(|_| Vec::new()).collect(),
             outgoing_len: 0,
             dirty_conns: Vec::new(),
-            pending_subscribes: HashMap::new(),
+            pending_subscribes: BTreeMap::new(),
             next_token: 1,
+            syncs_acked: vec![0; shards],
+            syncs_applied: vec![0; shards],
             matches: Vec::new(),
             generated_ids: 0,
             keepalives: Deadlines::default(),

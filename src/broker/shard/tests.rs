@@ -212,6 +212,36 @@ fn suback_waits_for_every_shard_then_cross_shard_delivery() {
     assert_eq!(sim.shards[2].outgoing_backlog(), 0);
 }
 
+/// The server's fast path reports a shard's barrier progress before its
+/// `SyncAck` message arrives: SUBACKs go out once every other shard has
+/// answered, in order, and the late message changes nothing.
+#[test]
+fn suback_barrier_fast_path_is_ordered_and_idempotent() {
+    let mut sim = Sim::new(3);
+    let sub = sim.connect(&id_on(0, 3, "sub"), true);
+    sim.subscribe(sub, "a/1", QoS::AtMostOnce);
+    sim.subscribe(sub, "a/2", QoS::AtLeastOnce);
+    // Shards 1 and 2 apply shard 0's batch (interest + Sync 1 and 2), but
+    // their SyncAcks stay in their outboxes.
+    for dst in [1, 2] {
+        let batch = sim.shards[0].take_outgoing(dst);
+        sim.shards[dst].handle_shard_messages(0, batch);
+        assert_eq!(sim.shards[dst].syncs_applied(0), 2);
+    }
+    sim.shards[0].on_sync_ack(1, 2);
+    assert!(sim.recv(sub).is_empty(), "shard 2 has not answered yet");
+    sim.shards[0].on_sync_ack(2, 1);
+    assert!(
+        matches!(sim.recv(sub)[..], [Packet::SubAck(ref s)] if s.codes == [0]),
+        "only the first SUBACK is covered by both shards"
+    );
+    sim.shards[0].on_sync_ack(2, 2);
+    assert!(matches!(sim.recv(sub)[..], [Packet::SubAck(ref s)] if s.codes == [1]));
+    // The SyncAck messages arrive afterwards: nothing more is sent.
+    sim.settle();
+    assert!(sim.recv(sub).is_empty());
+}
+
 #[test]
 fn delivery_at_minimum_qos_and_once_for_overlapping_subscriptions() {
     let mut sim = Sim::new(1);
