@@ -97,6 +97,8 @@ impl Pair {
                     qos: QoS::AtMostOnce,
                     retain: false,
                     properties: None,
+                    expires_at: None,
+                    origin: ringmq::broker::message::Origin::NONE,
                 };
                 // Blocking on the driver here is fine: this executor has
                 // nothing else to do between samples.
@@ -111,6 +113,7 @@ impl Pair {
                             items.push(ShardMessage::Publish {
                                 msg: msg.clone(),
                                 retain_stamp: 0,
+                                shared: Vec::new(),
                             });
                         }
                         match path {

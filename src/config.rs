@@ -52,9 +52,17 @@ pub struct Cli {
     /// Default: one per available core.
     #[arg(long)]
     pub shards: Option<usize>,
-    /// Largest packet accepted, in bytes (fixed header included).
+    /// Largest packet accepted, in bytes (fixed header included); announced
+    /// to MQTT 5 clients. Default 2 MiB: a 1 MiB payload with its headers.
     #[arg(long)]
     pub max_packet_size: Option<usize>,
+    /// Topic aliases per MQTT 5 connection, each way (Topic Alias Maximum).
+    #[arg(long)]
+    pub max_topic_alias: Option<u16>,
+    /// Longest keepalive granted, in seconds: an MQTT 5 client asking for
+    /// more (or 0) is told this one (Server Keep Alive). Default 65535.
+    #[arg(long)]
+    pub max_keepalive: Option<u16>,
     /// Outbound QoS 1/2 messages in flight per client.
     #[arg(long)]
     pub max_inflight: Option<usize>,
@@ -158,6 +166,8 @@ struct FileConfig {
     listen: Option<Vec<String>>,
     shards: Option<usize>,
     max_packet_size: Option<usize>,
+    max_topic_alias: Option<u16>,
+    max_keepalive: Option<u16>,
     max_inflight: Option<usize>,
     max_queued: Option<usize>,
     max_queued_bytes: Option<usize>,
@@ -355,7 +365,7 @@ impl Config {
         let max_packet_size = cli
             .max_packet_size
             .or(file.max_packet_size)
-            .unwrap_or(1 << 20);
+            .unwrap_or(defaults.max_packet_size);
         let origins = if cli.ws_allowed_origins.is_empty() {
             file.ws_allowed_origins.unwrap_or_default()
         } else {
@@ -422,6 +432,17 @@ impl Config {
                     cli.receive_maximum,
                     file.receive_maximum,
                     defaults.receive_maximum,
+                ),
+                max_packet_size,
+                max_topic_alias: pick(
+                    cli.max_topic_alias,
+                    file.max_topic_alias,
+                    defaults.max_topic_alias,
+                ),
+                max_keepalive: pick(
+                    cli.max_keepalive,
+                    file.max_keepalive,
+                    defaults.max_keepalive,
                 ),
                 retained: RetainLimits {
                     max_messages: pick(

@@ -80,8 +80,8 @@ impl Input<'_> {
 impl World {
     fn drop_client(&mut self, slot: usize) {
         if let Some(c) = self.clients[slot].take() {
-            self.shards[c.shard].connection_lost(c.conn);
-            self.shards[c.shard].release(c.conn);
+            self.shards[c.shard].connection_lost(c.conn, self.now);
+            self.shards[c.shard].release(c.conn, self.now);
         }
     }
 
@@ -218,7 +218,7 @@ impl World {
             if let Some(c) = self.clients[slot] {
                 if self.shards[c.shard].is_closing(c.conn) {
                     let _ = self.shards[c.shard].take_output(c.conn);
-                    self.shards[c.shard].release(c.conn);
+                    self.shards[c.shard].release(c.conn, self.now);
                     self.clients[slot] = None;
                 }
             }

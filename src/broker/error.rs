@@ -12,8 +12,15 @@ pub enum ProtocolViolation {
     UnexpectedPacket(&'static str),
     #[error("will topic is not a valid topic name")]
     InvalidWillTopic,
-    #[error("PUBLISH topic is empty and topic aliases are not supported yet")]
+    #[error("PUBLISH topic is empty and carries no topic alias")]
     EmptyTopic,
+    #[error("No Local set on a shared subscription [MQTT-3.8.3-4]")]
+    NoLocalOnSharedSubscription,
+    #[error("topic alias {0} stands for no topic yet")]
+    TopicAliasUnknown(u16),
+    #[error("DISCONNECT sets a session expiry on a session that had none [MQTT-3.14.2-2]")]
+    SessionExpiryAfterZero,
+
     #[error("client id is empty but the session is persistent [MQTT-3.1.3-8]")]
     EmptyClientIdNotClean,
     #[error("keepalive expired (no packet within 1.5 x keepalive)")]
@@ -33,9 +40,7 @@ impl ProtocolViolation {
     pub fn reason_code(&self) -> u8 {
         match self {
             ProtocolViolation::KeepAliveTimeout => 0x8D,
-            ProtocolViolation::InvalidWillTopic
-            | ProtocolViolation::EmptyTopic
-            | ProtocolViolation::TopicTooLarge => 0x90,
+            ProtocolViolation::InvalidWillTopic | ProtocolViolation::TopicTooLarge => 0x90,
             ProtocolViolation::TopicAliasInvalid(_) => 0x94,
             ProtocolViolation::ReceiveMaximumExceeded => 0x93,
             ProtocolViolation::EmptyClientIdNotClean => 0x85,

@@ -31,7 +31,21 @@ pub struct BrokerLimits {
     pub receive_maximum: u16,
     /// The retained store's bounds (each shard's replica).
     pub retained: RetainLimits,
+    /// Largest packet accepted (announced to 5.0 clients as Maximum Packet
+    /// Size; the reader enforces it).
+    pub max_packet_size: usize,
+    /// Topic aliases per connection, each way (announced to 5.0 clients as
+    /// Topic Alias Maximum; the broker also assigns at most this many to a
+    /// client, whatever larger number it allows).
+    pub max_topic_alias: u16,
+    /// Longest keepalive granted, in seconds; a 5.0 client asking for more
+    /// (or for none) gets Server Keep Alive with this value.
+    pub max_keepalive: u16,
 }
+
+/// 2 MiB: a 1 MiB payload with room for its topic, header and properties
+/// (EMQX and HiveMQ allow about 1 MiB and 256 MiB; mosquitto 256 MiB).
+pub const DEFAULT_MAX_PACKET_SIZE: usize = 2 << 20;
 
 impl Default for BrokerLimits {
     fn default() -> Self {
@@ -49,6 +63,9 @@ impl Default for BrokerLimits {
                 max_messages: 100_000,
                 max_bytes: 256 << 20,
             },
+            max_packet_size: DEFAULT_MAX_PACKET_SIZE,
+            max_topic_alias: 64,
+            max_keepalive: u16::MAX,
         }
     }
 }

@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use bytestring::ByteString;
 
+use super::shared::{ShareName, SharedPick};
 use crate::protocol::{Props, QoS};
 
 /// An application message on its way to subscribers. Cloning it clones two
@@ -17,8 +18,30 @@ pub struct Message {
     pub qos: QoS,
     /// The publisher's retain flag.
     pub retain: bool,
-    /// 5.0 properties to forward (none for 3.1.1 publishers).
+    /// 5.0 properties to forward (none for 3.1.1 publishers). The
+    /// Message Expiry Interval in here is the publisher's; each delivery
+    /// sends what remains of it (see `expires_at`).
     pub properties: Props,
+    /// When the message expires, on the broker's clock (milliseconds, the
+    /// same on every shard): from the publisher's Message Expiry Interval.
+    pub expires_at: Option<u64>,
+    /// Who published it, for No Local subscriptions.
+    pub origin: Origin,
+}
+
+/// The session that published a message: its shard and its id there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    pub shard: u32,
+    pub session: u64,
+}
+
+impl Origin {
+    /// A message no client published (a will, a test).
+    pub const NONE: Origin = Origin {
+        shard: u32::MAX,
+        session: u64::MAX,
+    };
 }
 
 impl Message {
@@ -26,6 +49,11 @@ impl Message {
     /// retained-store bounds: topic and payload bytes.
     pub fn size(&self) -> usize {
         self.topic.len() + self.payload.len()
+    }
+
+    /// Whether the message's expiry interval has passed at `now`.
+    pub fn expired(&self, now: u64) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
     }
 
     /// A copy that owns its bytes, for what is kept long (the retained
@@ -37,6 +65,8 @@ impl Message {
             qos: self.qos,
             retain: self.retain,
             properties: self.properties.clone(),
+            expires_at: self.expires_at,
+            origin: self.origin,
         }
     }
 }
@@ -58,7 +88,14 @@ pub enum ShardMessage {
     Publish {
         msg: Message,
         retain_stamp: u64,
+        /// Shared subscription groups this shard is to serve the message
+        /// to (one member each); empty for most messages.
+        shared: Vec<SharedPick>,
     },
+    /// The sender gained its first local member of a shared group.
+    SharedAdd(ShareName),
+    /// The sender lost its last local member of a shared group.
+    SharedRemove(ShareName),
     /// The sender gained its first local subscriber of this filter.
     InterestAdd(ByteString),
     /// The sender lost its last local subscriber of this filter.

@@ -15,7 +15,9 @@ pub mod retain;
 pub mod session;
 pub mod shard;
 pub mod shard_set;
+pub mod shared;
 pub mod subscribers;
+pub mod topic_alias;
 pub mod topic_trie;
 
 pub use error::ProtocolViolation;

@@ -305,6 +305,8 @@ mod tests {
             qos: QoS::AtMostOnce,
             retain: true,
             properties: None,
+            expires_at: None,
+            origin: crate::broker::message::Origin::NONE,
         }
     }
 

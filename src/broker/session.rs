@@ -10,7 +10,16 @@ use std::rc::Rc;
 use bytestring::ByteString;
 
 use super::message::Message;
-use crate::protocol::{ProtocolVersion, QoS, SubscriptionOptions};
+use super::shared::SharedPick;
+use crate::protocol::{ProtocolVersion, QoS, SubscriptionOptions, Will};
+
+/// The Subscription Identifiers of the subscriptions a message matched
+/// (5.0); empty (no allocation) for most deliveries.
+pub type SubIds = Box<[u32]>;
+
+/// Session Expiry Interval meaning "never expires" (and the value for a
+/// 3.1.1 session with clean session 0).
+pub const NEVER_EXPIRES: u32 = u32::MAX;
 
 /// Index of a session within its shard.
 pub type SessionId = u64;
@@ -32,6 +41,10 @@ pub struct Inflight {
     pub msg: Rc<Message>,
     pub qos: QoS,
     pub retain: bool,
+    pub sub_ids: SubIds,
+    /// The shared group it was given to this session for, if any: it goes
+    /// to another member if this one leaves before acknowledging it.
+    pub via: Option<Box<SharedPick>>,
     pub state: OutboundState,
 }
 
@@ -42,13 +55,23 @@ pub struct Queued {
     pub msg: Rc<Message>,
     pub qos: QoS,
     pub retain: bool,
+    pub sub_ids: SubIds,
+    pub via: Option<Box<SharedPick>>,
 }
 
 #[derive(Debug)]
 pub struct Session {
     pub client_id: ByteString,
-    /// Kept after the connection ends (3.1.1 clean session = 0).
+    /// Kept after the connection ends (3.1.1 clean session = 0, 5.0 a
+    /// non-zero Session Expiry Interval).
     pub persistent: bool,
+    /// Seconds the session outlives its connection (5.0; `NEVER_EXPIRES`
+    /// for a persistent 3.1.1 session, 0 for a clean one).
+    pub expiry_secs: u32,
+    /// While disconnected: when the session expires (broker ms), if ever.
+    pub expires_at: Option<u64>,
+    /// A will waiting out its Will Delay Interval, and when it is due.
+    pub delayed_will: Option<(Box<Will>, u64)>,
     pub protocol: ProtocolVersion,
     pub conn: Option<ConnId>,
     pub subscriptions: HashMap<ByteString, SubscriptionOptions>,
@@ -70,6 +93,9 @@ impl Session {
         Session {
             client_id,
             persistent,
+            expiry_secs: if persistent { NEVER_EXPIRES } else { 0 },
+            expires_at: None,
+            delayed_will: None,
             protocol,
             conn: None,
             subscriptions: HashMap::new(),
@@ -116,6 +142,12 @@ impl Session {
         Some(q)
     }
 
+    /// Sets how long the session outlives its connection (5.0).
+    pub fn set_expiry(&mut self, secs: u32) {
+        self.expiry_secs = secs;
+        self.persistent = secs > 0;
+    }
+
     /// Position of the in-flight entry for `packet_id` (usually the front).
     pub fn inflight_position(&self, packet_id: u16) -> Option<usize> {
         self.inflight.iter().position(|f| f.packet_id == packet_id)
@@ -136,6 +168,8 @@ mod tests {
             qos: QoS::AtLeastOnce,
             retain: false,
             properties: None,
+            expires_at: None,
+            origin: crate::broker::message::Origin::NONE,
         });
         s.next_packet_id = 65534;
         assert_eq!(s.allocate_packet_id(), 65535);
@@ -144,6 +178,8 @@ mod tests {
             msg,
             qos: QoS::AtLeastOnce,
             retain: false,
+            sub_ids: SubIds::default(),
+            via: None,
             state: OutboundState::AwaitingAck,
         });
         assert_eq!(s.allocate_packet_id(), 2);

@@ -19,7 +19,16 @@ const INDEX_ABOVE: usize = 16;
 /// back and forth around the threshold does not rebuild it each time).
 const INDEX_DROP: usize = 8;
 
-type Entry = (SessionId, SubscriptionOptions);
+type Entry = (SessionId, Subscription);
+
+/// One session's subscription to a filter: its options and the 5.0
+/// Subscription Identifier of the SUBSCRIBE that made it (0: none). Fits in
+/// what was padding, so an entry stays 16 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subscription {
+    pub options: SubscriptionOptions,
+    pub id: u32,
+}
 
 /// Sessions subscribed to one filter, each with its options.
 #[derive(Debug, Default, Clone)]
@@ -42,7 +51,7 @@ struct Many {
 
 impl Subscribers {
     /// Adds `sid` or replaces its options; true if it was there.
-    pub fn upsert(&mut self, sid: SessionId, options: SubscriptionOptions) -> bool {
+    pub fn upsert(&mut self, sid: SessionId, options: Subscription) -> bool {
         match &mut self.0 {
             Repr::Empty => {
                 self.0 = Repr::One((sid, options));
@@ -89,7 +98,7 @@ impl Subscribers {
         }
     }
 
-    pub fn get(&self, sid: SessionId) -> Option<&SubscriptionOptions> {
+    pub fn get(&self, sid: SessionId) -> Option<&Subscription> {
         match &self.0 {
             Repr::Empty => None,
             Repr::One(entry) => (entry.0 == sid).then_some(&entry.1),
@@ -98,12 +107,12 @@ impl Subscribers {
     }
 
     /// Every subscriber, in no particular order, from one slice.
-    pub fn iter(&self) -> impl Iterator<Item = (SessionId, &SubscriptionOptions)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (SessionId, &Subscription)> + '_ {
         self.as_slice().iter().map(|(sid, options)| (*sid, options))
     }
 
     /// Every subscriber, in no particular order.
-    pub fn as_slice(&self) -> &[(SessionId, SubscriptionOptions)] {
+    pub fn as_slice(&self) -> &[(SessionId, Subscription)] {
         match &self.0 {
             Repr::Empty => &[],
             Repr::One(entry) => std::slice::from_ref(entry),
@@ -128,7 +137,7 @@ impl Many {
         }
     }
 
-    fn upsert(&mut self, sid: SessionId, options: SubscriptionOptions) -> bool {
+    fn upsert(&mut self, sid: SessionId, options: Subscription) -> bool {
         if let Some(i) = self.position(sid) {
             self.entries[i].1 = options;
             return true;
@@ -175,12 +184,15 @@ mod tests {
     use crate::protocol::QoS;
     use std::collections::BTreeMap;
 
-    fn opts(qos: QoS) -> SubscriptionOptions {
-        SubscriptionOptions {
-            qos,
-            no_local: false,
-            retain_as_published: false,
-            retain_handling: 0,
+    fn opts(qos: QoS) -> Subscription {
+        Subscription {
+            options: SubscriptionOptions {
+                qos,
+                no_local: false,
+                retain_as_published: false,
+                retain_handling: 0,
+            },
+            id: 0,
         }
     }
 
@@ -192,7 +204,7 @@ mod tests {
         assert!(!s.upsert(7, opts(QoS::AtMostOnce)));
         assert!(matches!(s.0, Repr::One(_)));
         assert!(s.upsert(7, opts(QoS::ExactlyOnce)));
-        assert_eq!(s.get(7).map(|o| o.qos), Some(QoS::ExactlyOnce));
+        assert_eq!(s.get(7).map(|o| o.options.qos), Some(QoS::ExactlyOnce));
         assert_eq!(s.iter().map(|(sid, _)| sid).collect::<Vec<_>>(), [7]);
         assert!(!s.remove(8));
         assert!(s.remove(7));

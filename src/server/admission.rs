@@ -57,6 +57,12 @@ impl Admission {
     /// Whether the process is above its memory mark: readers pause (except
     /// for acknowledgements, which free memory) and new connections are
     /// refused.
+    /// When the broker started: the epoch of every shard's clock, so that
+    /// times in messages (expiry) mean the same on every shard.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
     pub fn memory_high(&self) -> bool {
         self.memory_high.load(Ordering::Relaxed)
     }

@@ -238,10 +238,20 @@ pub(super) async fn run(
         glommio::spawn_local(write_loop(ctx.clone(), conn, stream.clone(), write.clone())).detach();
     ctx.wake();
     // Some(transport): silent for --park-after-ms, to be parked.
-    let park = match read_loop(&ctx, conn, &stream, transport, &write, buf, version).await {
+    let ended = read_loop(&ctx, conn, &stream, transport, &write, buf, version).await;
+    // The broker closed it (or the client sent DISCONNECT): the socket may
+    // still hold what the client sent meanwhile.
+    let linger = matches!(ended, Ok(None));
+    let park = match ended {
         Ok(park) => park,
         Err(e) => {
             tracing::debug!(shard = ctx.id, conn, error = %e, "connection ended");
+            if let ConnectionError::Decode(d) = &e {
+                // 5.0 clients learn why (e.g. 0x95 packet too large).
+                ctx.core
+                    .borrow_mut()
+                    .disconnect_v5(conn, d.reason_code(), &d.to_string());
+            }
             None
         }
     };
@@ -249,12 +259,15 @@ pub(super) async fn run(
         // The writer flushes what is there and stops, leaving the socket open.
         write.parking.set(true);
     } else {
-        ctx.core.borrow_mut().connection_lost(conn);
+        ctx.core.borrow_mut().connection_lost(conn, ctx.now());
         ctx.wake();
     }
     write.notify.notify();
     writer.await;
     ctx.writers.borrow_mut().remove(&conn);
+    if linger {
+        io::drain_for(&stream, LINGER).await;
+    }
     if let Some(transport) = park {
         if !ctx.core.borrow().is_closing(conn) {
             if let Ok(stream) = Rc::try_unwrap(stream) {
@@ -273,9 +286,13 @@ pub(super) async fn run(
         }
     }
     // Ends the connection (as lost, if nothing closed it before).
-    ctx.core.borrow_mut().release(conn);
+    ctx.core.borrow_mut().release(conn, ctx.now());
     ctx.wake();
 }
+
+/// How long a closed connection's socket is drained before it is closed
+/// (see `io::drain_for`).
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How many messages may wait for other shards before readers pause.
 const MESH_BACKLOG_LIMIT: usize = 64 * 1024;
@@ -396,7 +413,7 @@ async fn write_loop(ctx: Rc<ShardCtx>, conn: ConnId, stream: SharedStream, write
                 } else {
                     tracing::debug!(shard = ctx.id, conn, error = %e, "write failed");
                 }
-                ctx.core.borrow_mut().connection_lost(conn);
+                ctx.core.borrow_mut().connection_lost(conn, ctx.now());
                 ctx.wake();
                 break;
             }
@@ -405,7 +422,10 @@ async fn write_loop(ctx: Rc<ShardCtx>, conn: ConnId, stream: SharedStream, write
             ctx.wake();
         }
         if closing {
-            break;
+            // Our side ends after the last bytes; the reader side lingers
+            // (see `run`).
+            io::shutdown_write(&stream);
+            return;
         }
         if write.parking.get() {
             // The connection parks: the socket stays open.

@@ -65,14 +65,15 @@ impl ShardCtx {
             pacer,
             parking: super::parking::Parking::new()?,
             open_sockets: std::cell::Cell::new(0),
-            admission,
             connect_rate: ConnectRate::default(),
-            started: Instant::now(),
+            started: admission.started(),
+            admission,
             scratch: RefCell::new(Vec::new()),
         }))
     }
 
-    /// Milliseconds since the shard started: the broker core's clock.
+    /// Milliseconds since the broker started: the broker core's clock, the
+    /// same on every shard.
     pub fn now(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }

@@ -193,3 +193,44 @@ pub fn shutdown(stream: &SharedStream) {
     // SAFETY: shutdown on an fd the stream owns; it stays open until drop.
     unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
 }
+
+/// Ends our side of the stream after the last bytes (a FIN), leaving the
+/// read side open for [`drain_for`].
+pub fn shutdown_write(stream: &SharedStream) {
+    let fd = stream.borrow().as_raw_fd();
+    // SAFETY: shutdown on an fd the stream owns; it stays open until drop.
+    unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+}
+
+/// A lingering close: reads and discards what the client still sends until
+/// it closes too, or `within` passes. Closing a socket with unread data
+/// makes the kernel send a reset, which can destroy the last packet we
+/// wrote (a DISCONNECT with its reason code) before the client reads it.
+pub async fn drain_for(stream: &SharedStream, within: std::time::Duration) {
+    let deadline = std::time::Instant::now() + within;
+    let mut scratch = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        let read = futures_lite::future::or(
+            async {
+                poll_fn(|cx| {
+                    let mut s = stream.borrow_mut();
+                    Pin::new(&mut *s).poll_read(cx, &mut scratch)
+                })
+                .await
+                .ok()
+            },
+            async {
+                glommio::timer::sleep(left).await;
+                None
+            },
+        )
+        .await;
+        if !matches!(read, Some(n) if n > 0) {
+            return;
+        }
+    }
+}

@@ -5,11 +5,50 @@ use std::rc::Rc;
 
 use bytestring::ByteString;
 
+use super::v5::{encode_delivery, Outgoing};
 use super::Shard;
-use crate::broker::message::{Message, ShardMessage};
+use crate::broker::message::{Message, Origin, ShardMessage};
 use crate::broker::retain::RetainOutcome;
-use crate::broker::session::{ConnId, Inflight, OutboundState, Queued, SessionId};
-use crate::protocol::{encode, encode_publish, Ack, Packet, QoS, SubscriptionOptions, Will};
+use crate::broker::session::{ConnId, Inflight, OutboundState, Queued, SessionId, SubIds};
+use crate::broker::shard_set::ShardSet;
+use crate::broker::shared::SharedPick;
+use crate::broker::subscribers::Subscription;
+use crate::protocol::{encode, Ack, Packet, QoS, Will};
+
+/// One matching subscription of a local session, while a message is routed.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Match {
+    sid: SessionId,
+    qos: QoS,
+    retain_as_published: bool,
+    id: u32,
+}
+
+/// The picks for shard `dst`, taken out of `picks`.
+fn take_picks(picks: &mut Vec<(usize, SharedPick)>, dst: usize) -> Vec<SharedPick> {
+    if picks.is_empty() {
+        return Vec::new();
+    }
+    let mut mine = Vec::new();
+    picks.retain(|(shard, pick)| {
+        if *shard == dst {
+            mine.push(pick.clone());
+            false
+        } else {
+            true
+        }
+    });
+    mine
+}
+
+/// The identifier list for one subscription (0: none).
+pub(super) fn ids_of(id: u32) -> SubIds {
+    if id == 0 {
+        SubIds::default()
+    } else {
+        Box::new([id])
+    }
+}
 
 impl Shard {
     /// Routes a message published by a local client: to the other shards
@@ -17,6 +56,13 @@ impl Shard {
     /// subscribers.
     pub(super) fn publish(&mut self, mut msg: Message) {
         let mut stamp = 0;
+        // Shared groups: one shard each (see `broker::shared`).
+        let mut picks: Vec<(usize, SharedPick)> = Vec::new();
+        if !self.shared_interest.is_empty() {
+            self.shared_interest
+                .picks_for(&msg.topic, |shard, pick| picks.push((shard, pick)));
+        }
+        let mut targets = ShardSet::default();
         if msg.retain {
             // One copy that owns its bytes (a slice would pin the read
             // buffer) serves every shard's replica and the subscribers.
@@ -24,31 +70,29 @@ impl Shard {
             stamp = self.retain.next_stamp(self.id);
             self.apply_retained(&msg, stamp);
             for dst in 0..self.shards {
-                if dst != self.id {
-                    self.send_to_shard(
-                        dst,
-                        ShardMessage::Publish {
-                            msg: msg.clone(),
-                            retain_stamp: stamp,
-                        },
-                    );
-                }
+                targets.insert(dst);
             }
         } else if self.shards > 1 {
-            let targets = self.interest.shards_for(&msg.topic);
-            for dst in targets.iter() {
-                if dst != self.id && dst < self.shards {
-                    self.send_to_shard(
-                        dst,
-                        ShardMessage::Publish {
-                            msg: msg.clone(),
-                            retain_stamp: stamp,
-                        },
-                    );
-                }
+            targets = self.interest.shards_for(&msg.topic);
+        }
+        for &(dst, _) in &picks {
+            targets.insert(dst);
+        }
+        for dst in targets.iter() {
+            if dst != self.id && dst < self.shards {
+                let shared = take_picks(&mut picks, dst);
+                self.send_to_shard(
+                    dst,
+                    ShardMessage::Publish {
+                        msg: msg.clone(),
+                        retain_stamp: stamp,
+                        shared,
+                    },
+                );
             }
         }
-        self.deliver_local(msg);
+        let mine = take_picks(&mut picks, self.id);
+        self.deliver_local(msg, mine);
     }
 
     /// Applies a retained publish to this shard's replica; a new topic
@@ -73,24 +117,57 @@ impl Shard {
 
     pub(super) fn publish_will(&mut self, will: Will) {
         tracing::debug!(shard = self.id, topic = %will.topic, "publishing will");
+        // The will's properties go with it [MQTT-3.1.3-10], except its
+        // delay, which is not a PUBLISH property.
+        let properties = will.properties.map(|mut p| {
+            p.will_delay_interval = None;
+            p
+        });
+        let expires_at = properties
+            .as_ref()
+            .and_then(|p| p.message_expiry_interval)
+            .map(|secs| self.now + u64::from(secs) * 1000);
         self.publish(Message {
             topic: will.topic,
             payload: will.payload,
             qos: will.qos,
             retain: will.retain,
-            properties: None,
+            properties,
+            expires_at,
+            origin: Origin::NONE,
         });
     }
 
     /// Delivers to every local session with a matching subscription, once
     /// per session at the highest QoS among its matching subscriptions
-    /// [MQTT-3.3.5-1].
-    pub(super) fn deliver_local(&mut self, msg: Message) {
+    /// [MQTT-3.3.5-1], with the identifiers of all of them [MQTT-3.3.4-3],
+    /// skipping a No Local subscription of the publisher itself
+    /// [MQTT-3.8.3-3].
+    pub(super) fn deliver_local(&mut self, msg: Message, shared: Vec<SharedPick>) {
+        if msg.expired(self.now) {
+            self.stats.dropped_expired += 1;
+            return;
+        }
+        if !shared.is_empty() {
+            let msg = Rc::new(msg.clone());
+            for pick in shared {
+                self.deliver_pick(&msg, pick);
+            }
+        }
         let mut matches = std::mem::take(&mut self.matches);
         matches.clear();
+        let publisher = (msg.origin.shard == self.id as u32).then_some(msg.origin.session);
         self.subs.for_each_match(&msg.topic, |subs| {
-            for (sid, opts) in subs.iter() {
-                matches.push((sid, opts.qos));
+            for (sid, sub) in subs.iter() {
+                if sub.options.no_local && Some(sid) == publisher {
+                    continue;
+                }
+                matches.push(Match {
+                    sid,
+                    qos: sub.options.qos,
+                    retain_as_published: sub.options.retain_as_published,
+                    id: sub.id,
+                });
             }
         });
         if matches.is_empty() {
@@ -98,16 +175,35 @@ impl Shard {
             return;
         }
         if matches.len() > 1 {
-            // Sort by session, highest QoS first, and keep the first of each.
-            matches.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-            matches.dedup_by_key(|m| m.0);
+            matches.sort_unstable_by_key(|m| m.sid);
         }
         let msg = Rc::new(msg);
-        for &(sid, sub_qos) in &matches {
-            let qos = msg.qos.min(sub_qos);
+        let mut ids = Vec::new();
+        let mut i = 0;
+        while i < matches.len() {
+            let sid = matches[i].sid;
+            let (mut qos, mut rap) = (QoS::AtMostOnce, false);
+            ids.clear();
+            while i < matches.len() && matches[i].sid == sid {
+                let m = &matches[i];
+                qos = qos.max(m.qos);
+                rap |= m.retain_as_published;
+                if m.id != 0 {
+                    ids.push(m.id);
+                }
+                i += 1;
+            }
             // Retain is 0 for messages matching established subscriptions
-            // [MQTT-3.3.1-9].
-            self.deliver(sid, &msg, qos, false);
+            // [MQTT-3.3.1-9], unless Retain As Published [MQTT-3.3.1-12].
+            let retain = rap && msg.retain;
+            self.deliver(
+                sid,
+                &msg,
+                msg.qos.min(qos),
+                retain,
+                ids.as_slice().into(),
+                None,
+            );
         }
         self.matches = matches;
     }
@@ -122,62 +218,70 @@ impl Shard {
         msg: &Rc<Message>,
         qos: QoS,
         retain: bool,
+        sub_ids: SubIds,
+        via: Option<Box<SharedPick>>,
     ) -> bool {
         let limits = &self.limits;
-        let (max_inflight, max_queued) = (limits.max_inflight, limits.max_queued);
-        let (max_queued_bytes, max_outbox) = (limits.max_queued_bytes, limits.max_outbox_bytes);
-        let Some(session) = self.sessions.get_mut(&sid) else {
+        let (max_queued, max_queued_bytes) = (limits.max_queued, limits.max_queued_bytes);
+        let max_outbox = limits.max_outbox_bytes;
+        let now = self.now;
+        let Some(session) = self.sessions.get(&sid) else {
             return false;
         };
         let conn_id = session.conn;
+        let cap = self.inflight_cap(conn_id.and_then(|c| self.conns.get(&c)));
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return false;
+        };
         let conn = conn_id
             .and_then(|c| self.conns.get_mut(&c))
             .filter(|c| !c.closing && c.outbox.len() < max_outbox);
         if qos == QoS::AtMostOnce {
-            return match conn {
-                Some(conn) => {
-                    encode_publish(
-                        &mut conn.outbox,
-                        conn.protocol,
-                        false,
-                        QoS::AtMostOnce,
-                        retain,
-                        &msg.topic,
-                        0,
-                        &msg.payload,
-                        msg.properties.as_deref(),
-                    );
-                    self.stats.messages_delivered += 1;
-                    if let Some(c) = conn_id {
-                        self.mark_dirty(c);
-                    }
-                    true
-                }
-                None => {
-                    self.stats.dropped_qos0 += 1;
-                    false
-                }
+            let Some(conn) = conn else {
+                self.stats.dropped_qos0 += 1;
+                return false;
             };
+            let out = Outgoing {
+                msg,
+                dup: false,
+                qos,
+                retain,
+                packet_id: 0,
+                sub_ids: &sub_ids,
+            };
+            if encode_delivery(conn, now, &out).is_err() {
+                self.stats.dropped_too_large += 1;
+                return false;
+            }
+            self.stats.messages_delivered += 1;
+            if let Some(c) = conn_id {
+                self.mark_dirty(c);
+            }
+            return true;
         }
         match conn {
-            Some(conn) if session.inflight.len() < max_inflight && session.queue.is_empty() => {
+            Some(conn) if session.inflight.len() < cap && session.queue.is_empty() => {
                 let packet_id = session.allocate_packet_id();
-                encode_publish(
-                    &mut conn.outbox,
-                    conn.protocol,
-                    false,
+                let out = Outgoing {
+                    msg,
+                    dup: false,
                     qos,
                     retain,
-                    &msg.topic,
                     packet_id,
-                    &msg.payload,
-                    msg.properties.as_deref(),
-                );
+                    sub_ids: &sub_ids,
+                };
+                if encode_delivery(conn, now, &out).is_err() {
+                    // Discarded as if delivered [MQTT-3.1.2-25].
+                    self.stats.dropped_too_large += 1;
+                    return false;
+                }
                 session.inflight.push_back(Inflight {
                     packet_id,
                     msg: msg.clone(),
                     qos,
                     retain,
+                    sub_ids,
+                    via,
                     state: OutboundState::AwaitingAck,
                 });
                 self.stats.messages_delivered += 1;
@@ -191,6 +295,8 @@ impl Shard {
                     msg: msg.clone(),
                     qos,
                     retain,
+                    sub_ids,
+                    via,
                 });
                 self.stats.queue_arrivals += 1;
                 true
@@ -226,23 +332,25 @@ impl Shard {
         } else {
             0
         };
-        let writable = session
-            .conn
-            .and_then(|c| self.conns.get(&c))
-            .is_some_and(|c| !c.closing && c.outbox.len() < limits.max_outbox_bytes);
-        let window = limits.max_inflight.saturating_sub(session.inflight.len()) + 1;
+        let conn = session.conn.and_then(|c| self.conns.get(&c));
+        let writable = conn.is_some_and(|c| !c.closing && c.outbox.len() < limits.max_outbox_bytes);
+        let window = self
+            .inflight_cap(conn)
+            .saturating_sub(session.inflight.len())
+            + 1;
         queue_room + if writable { window } else { 0 }
     }
 
     /// Moves queued messages into the in-flight window while it and the
-    /// outbox have room.
+    /// outbox have room; expired ones are dropped on the way (counted).
     pub(super) fn pump_queue(&mut self, sid: SessionId) {
-        let max_inflight = self.limits.max_inflight;
         let max_outbox = self.limits.max_outbox_bytes;
-        let Some(session) = self.sessions.get_mut(&sid) else {
+        let now = self.now;
+        let Some(conn_id) = self.sessions.get(&sid).and_then(|s| s.conn) else {
             return;
         };
-        let Some(conn_id) = session.conn else {
+        let cap = self.inflight_cap(self.conns.get(&conn_id));
+        let Some(session) = self.sessions.get_mut(&sid) else {
             return;
         };
         let Some(conn) = self.conns.get_mut(&conn_id).filter(|c| !c.closing) else {
@@ -257,34 +365,44 @@ impl Shard {
             );
             session.dropped = 0;
         }
-        let mut wrote = 0u64;
-        while session.inflight.len() < max_inflight && conn.outbox.len() < max_outbox {
+        let (mut wrote, mut left, mut expired, mut too_large) = (0u64, 0u64, 0u64, 0u64);
+        while session.inflight.len() < cap && conn.outbox.len() < max_outbox {
             let Some(q) = session.dequeue() else {
                 break;
             };
+            left += 1;
+            if q.msg.expired(now) {
+                expired += 1;
+                continue;
+            }
             let packet_id = session.allocate_packet_id();
-            encode_publish(
-                &mut conn.outbox,
-                conn.protocol,
-                false,
-                q.qos,
-                q.retain,
-                &q.msg.topic,
+            let out = Outgoing {
+                msg: &q.msg,
+                dup: false,
+                qos: q.qos,
+                retain: q.retain,
                 packet_id,
-                &q.msg.payload,
-                q.msg.properties.as_deref(),
-            );
+                sub_ids: &q.sub_ids,
+            };
+            if encode_delivery(conn, now, &out).is_err() {
+                too_large += 1;
+                continue;
+            }
             session.inflight.push_back(Inflight {
                 packet_id,
                 msg: q.msg,
                 qos: q.qos,
                 retain: q.retain,
+                sub_ids: q.sub_ids,
+                via: q.via,
                 state: OutboundState::AwaitingAck,
             });
             wrote += 1;
         }
+        self.stats.queue_departures += left;
+        self.stats.dropped_expired += expired;
+        self.stats.dropped_too_large += too_large;
         if wrote > 0 {
-            self.stats.queue_departures += wrote;
             self.stats.messages_delivered += wrote;
             self.mark_dirty(conn_id);
         }
@@ -303,21 +421,25 @@ impl Shard {
             return;
         };
         // The whole window goes out again at once, past the outbox bound:
-        // it is bounded by --max-inflight (see `check_bounds`).
+        // it is bounded by --max-inflight (see `check_bounds`). Onward
+        // delivery has started, so expiry no longer applies; one now too
+        // large for the client's new maximum is skipped (the client cannot
+        // take it; it stays until the session ends).
         conn.resent = !session.inflight.is_empty();
+        let now = self.now;
         for f in &session.inflight {
             match f.state {
-                OutboundState::AwaitingAck => encode_publish(
-                    &mut conn.outbox,
-                    conn.protocol,
-                    true,
-                    f.qos,
-                    f.retain,
-                    &f.msg.topic,
-                    f.packet_id,
-                    &f.msg.payload,
-                    f.msg.properties.as_deref(),
-                ),
+                OutboundState::AwaitingAck => {
+                    let out = Outgoing {
+                        msg: &f.msg,
+                        dup: true,
+                        qos: f.qos,
+                        retain: f.retain,
+                        packet_id: f.packet_id,
+                        sub_ids: &f.sub_ids,
+                    };
+                    let _ = encode_delivery(conn, now, &out);
+                }
                 OutboundState::AwaitingComp => encode(
                     &Packet::PubRel(Ack {
                         packet_id: f.packet_id,
@@ -342,7 +464,7 @@ impl Shard {
         conn_id: ConnId,
         sid: SessionId,
         suback: &Packet,
-        retained: Vec<(ByteString, SubscriptionOptions)>,
+        retained: Vec<(ByteString, Subscription)>,
     ) {
         self.write(conn_id, suback);
         let filters = retained.len();
@@ -363,8 +485,11 @@ impl Shard {
                 }
             });
             for m in &found {
-                let qos = m.qos.min(opts.qos);
-                if !self.deliver(sid, m, qos, true) {
+                if m.expired(self.now) {
+                    continue;
+                }
+                let qos = m.qos.min(opts.options.qos);
+                if !self.deliver(sid, m, qos, true, ids_of(opts.id), None) {
                     break;
                 }
             }

@@ -2,13 +2,16 @@
 
 use bytestring::ByteString;
 
-use super::{Conn, PendingSubscribe, Shard};
+use super::sharing::share_of;
+use super::{PendingSubscribe, Shard};
 use crate::broker::error::ProtocolViolation;
-use crate::broker::message::{detached_str, Message, ShardMessage};
+use crate::broker::message::{detached_str, Message, Origin, ShardMessage};
 use crate::broker::session::{ConnId, OutboundState};
+use crate::broker::shared;
+use crate::broker::subscribers::Subscription;
 use crate::protocol::{
-    encode, valid_topic_filter, Ack, Disconnect, Packet, Publish, QoS, SubAck, Subscribe, UnsubAck,
-    Unsubscribe,
+    encode, valid_topic_filter, Ack, Disconnect, Packet, Properties, Publish, QoS, SubAck,
+    Subscribe, UnsubAck, Unsubscribe,
 };
 
 /// SUBACK failure code (0x80 in 3.1.1, "Unspecified error" in 5.0); 5.0
@@ -54,10 +57,7 @@ impl Shard {
                 self.on_pubcomp(conn_id, a.packet_id);
                 Ok(())
             }
-            Packet::Subscribe(s) => {
-                self.on_subscribe(conn_id, s);
-                Ok(())
-            }
+            Packet::Subscribe(s) => self.on_subscribe(conn_id, s),
             Packet::Unsubscribe(u) => {
                 self.on_unsubscribe(conn_id, u);
                 Ok(())
@@ -66,17 +66,7 @@ impl Shard {
                 self.write(conn_id, &Packet::PingResp);
                 Ok(())
             }
-            Packet::Disconnect(d) => {
-                // 5.0 reason 0x04 "Disconnect with Will Message" keeps the will.
-                let keep_will = d.reason == 0x04;
-                if let Some(c) = self.conns.get_mut(&conn_id) {
-                    if !keep_will {
-                        c.will = None;
-                    }
-                }
-                self.close_conn(conn_id, keep_will);
-                Ok(())
-            }
+            Packet::Disconnect(d) => self.on_disconnect(conn_id, d),
             Packet::Connect(_) => Err(ProtocolViolation::SecondConnect),
             Packet::ConnAck(_) => Err(ProtocolViolation::UnexpectedPacket("CONNACK")),
             Packet::SubAck(_) => Err(ProtocolViolation::UnexpectedPacket("SUBACK")),
@@ -86,21 +76,50 @@ impl Shard {
         };
         if let Err(violation) = &result {
             tracing::debug!(shard = self.id, conn = conn_id, %violation, "closing connection");
-            self.disconnect_v5(conn_id, violation.reason_code());
+            self.disconnect_v5(conn_id, violation.reason_code(), &violation.to_string());
             self.close_conn(conn_id, true);
         }
         result
     }
 
+    /// A client's DISCONNECT: a normal close (the will is dropped, unless
+    /// 5.0 reason 0x04 "Disconnect with Will Message"); a 5.0 client may
+    /// change its Session Expiry Interval here, but not from 0
+    /// [MQTT-3.14.2-2].
+    fn on_disconnect(&mut self, conn_id: ConnId, d: Disconnect) -> Result<(), ProtocolViolation> {
+        let expiry = d
+            .properties
+            .as_ref()
+            .and_then(|p| p.session_expiry_interval);
+        if let (Some(secs), Some(s)) = (expiry, self.session_of(conn_id)) {
+            if s.expiry_secs == 0 && secs != 0 {
+                return Err(ProtocolViolation::SessionExpiryAfterZero);
+            }
+            s.set_expiry(secs);
+        }
+        let keep_will = d.reason == 0x04;
+        if let Some(c) = self.conns.get_mut(&conn_id) {
+            if !keep_will {
+                c.will = None;
+            }
+        }
+        self.close_conn(conn_id, keep_will);
+        Ok(())
+    }
+
     /// Tells a 5.0 client why the broker closes its connection (3.1.1 has
-    /// no server DISCONNECT: the socket just closes).
-    pub(super) fn disconnect_v5(&mut self, conn_id: ConnId, reason: u8) {
+    /// no server DISCONNECT: the socket just closes). Also called by the
+    /// server for packets the codec refused (too large, malformed).
+    pub fn disconnect_v5(&mut self, conn_id: ConnId, reason: u8, why: &str) {
         if self.conns.get(&conn_id).is_some_and(|c| c.protocol.is_v5()) {
             self.write(
                 conn_id,
                 &Packet::Disconnect(Disconnect {
                     reason,
-                    properties: None,
+                    properties: Some(Box::new(Properties {
+                        reason_string: Some(ByteString::from(why)),
+                        ..Default::default()
+                    })),
                 }),
             );
         }
@@ -125,30 +144,34 @@ impl Shard {
     }
 
     fn on_publish(&mut self, conn_id: ConnId, mut p: Publish) -> Result<(), ProtocolViolation> {
-        if p.topic.is_empty() {
-            return Err(ProtocolViolation::EmptyTopic);
-        }
+        let max_alias = self.limits.max_topic_alias;
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            return Ok(());
+        };
+        let alias = p.properties.as_ref().and_then(|props| props.topic_alias);
+        p.topic = match conn.v5.as_deref_mut() {
+            Some(v5) => v5.aliases_in.resolve(alias, &p.topic, max_alias)?,
+            None if p.topic.is_empty() => return Err(ProtocolViolation::EmptyTopic),
+            None => p.topic,
+        };
+        let sid = conn.session;
         if !self.limits.topic_fits(&p.topic) {
             return Err(ProtocolViolation::TopicTooLarge);
         }
+        let mut expires_at = None;
         if let Some(props) = &mut p.properties {
-            // Only the broker sets these on a PUBLISH [MQTT-3.3.4-6]; a topic
-            // alias is per connection and this broker announces none (its
-            // Topic Alias Maximum is 0), so any alias is above it
-            // [MQTT-3.2.2-17]. Neither may reach a subscriber.
+            // Only the broker sets a Subscription Identifier on a PUBLISH
+            // [MQTT-3.3.4-6]. A topic alias belongs to one connection: it is
+            // resolved above and never forwarded.
             if !props.subscription_identifiers.is_empty() {
                 return Err(ProtocolViolation::SubscriptionIdentifierFromClient);
             }
-            if let Some(alias) = props.topic_alias {
-                return Err(ProtocolViolation::TopicAliasInvalid(alias));
-            }
+            props.topic_alias = None;
+            expires_at = props
+                .message_expiry_interval
+                .map(|secs| self.now + u64::from(secs) * 1000);
         }
         self.stats.publishes_received += 1;
-        let sid = self
-            .conns
-            .get(&conn_id)
-            .map(|c: &Conn| c.session)
-            .unwrap_or(0);
         let (qos, packet_id) = (p.qos, p.packet_id);
         let msg = Message {
             topic: p.topic,
@@ -156,6 +179,11 @@ impl Shard {
             qos: p.qos,
             retain: p.retain,
             properties: p.properties,
+            expires_at,
+            origin: Origin {
+                shard: self.id as u32,
+                session: sid,
+            },
         };
         match qos {
             QoS::AtMostOnce => self.publish(msg),
@@ -238,11 +266,17 @@ impl Shard {
         }
     }
 
-    fn on_subscribe(&mut self, conn_id: ConnId, sub: Subscribe) {
+    fn on_subscribe(&mut self, conn_id: ConnId, sub: Subscribe) -> Result<(), ProtocolViolation> {
         let Some(conn) = self.conns.get(&conn_id) else {
-            return;
+            return Ok(());
         };
         let (sid, v5) = (conn.session, conn.protocol.is_v5());
+        // 5.0: one Subscription Identifier for every filter of the packet.
+        let sub_id = sub
+            .properties
+            .as_ref()
+            .and_then(|p| p.subscription_identifiers.first().copied())
+            .unwrap_or(0);
         let mut codes = Vec::with_capacity(sub.filters.len());
         let mut retained = Vec::new();
         let mut new_interest = false;
@@ -268,18 +302,49 @@ impl Shard {
                 });
                 continue;
             }
-            let existed = self.add_subscription(sid, &req.filter, req.options, &mut new_interest);
+            let subscription = Subscription {
+                options: req.options,
+                id: sub_id,
+            };
+            let share = match shared::parse(&req.filter) {
+                None => None,
+                Some(Some(share)) => Some(share),
+                Some(None) => {
+                    codes.push(if v5 {
+                        SUBACK_INVALID_FILTER_V5
+                    } else {
+                        SUBACK_FAILURE
+                    });
+                    continue;
+                }
+            };
+            if share.is_some() && req.options.no_local {
+                // [MQTT-3.8.3-4]
+                return Err(ProtocolViolation::NoLocalOnSharedSubscription);
+            }
+            let existed = match &share {
+                Some(share) => {
+                    let existed = self.add_shared(sid, share, subscription, &mut new_interest);
+                    if let Some(s) = self.sessions.get_mut(&sid) {
+                        s.subscriptions
+                            .insert(detached_str(&req.filter), subscription.options);
+                    }
+                    existed
+                }
+                None => self.add_subscription(sid, &req.filter, subscription, &mut new_interest),
+            };
             codes.push(req.options.qos as u8);
             // Retained messages go to a new subscription, and again to a
             // replaced one in 3.1.1 [MQTT-3.8.4-3]; 5.0 retain handling 1
-            // means "only if new", 2 "never".
-            let send_retained = match req.options.retain_handling {
-                0 => true,
-                1 => !existed,
-                _ => false,
-            };
+            // means "only if new", 2 "never"; never to a shared one.
+            let send_retained = share.is_none()
+                && match req.options.retain_handling {
+                    0 => true,
+                    1 => !existed,
+                    _ => false,
+                };
             if send_retained {
-                retained.push((req.filter, req.options));
+                retained.push((req.filter, subscription));
             }
         }
         let suback = Packet::SubAck(SubAck {
@@ -305,6 +370,7 @@ impl Shard {
         } else {
             self.finish_subscribe(conn_id, sid, &suback, retained);
         }
+        Ok(())
     }
 
     /// Adds or replaces one subscription; returns whether it existed.
@@ -312,7 +378,7 @@ impl Shard {
         &mut self,
         sid: u64,
         filter: &ByteString,
-        options: crate::protocol::SubscriptionOptions,
+        subscription: Subscription,
         new_interest: &mut bool,
     ) -> bool {
         // The session keeps the filter for its whole life: own its bytes
@@ -320,19 +386,22 @@ impl Shard {
         let filter = &detached_str(filter);
         let entry = self.subs.entry(filter);
         let was_empty = entry.is_empty();
-        let existed = entry.upsert(sid, options);
+        let existed = entry.upsert(sid, subscription);
         if was_empty {
             *new_interest = true;
             self.broadcast(ShardMessage::InterestAdd(filter.clone()));
         }
         if let Some(s) = self.sessions.get_mut(&sid) {
-            s.subscriptions.insert(filter.clone(), options);
+            s.subscriptions.insert(filter.clone(), subscription.options);
         }
         existed
     }
 
     /// Removes one subscription from the trie (not from the session).
     pub(super) fn remove_subscription(&mut self, sid: u64, filter: &str) -> bool {
+        if let Some(share) = share_of(filter) {
+            return self.remove_shared(sid, &share);
+        }
         let mut found = false;
         let emptied = self.subs.remove_if(filter, |subs| {
             found = subs.remove(sid);

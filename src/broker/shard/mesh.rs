@@ -13,12 +13,18 @@ impl Shard {
     ) {
         for msg in batch {
             match msg {
-                ShardMessage::Publish { msg, retain_stamp } => {
+                ShardMessage::Publish {
+                    msg,
+                    retain_stamp,
+                    shared,
+                } => {
                     if msg.retain {
                         self.apply_retained(&msg, retain_stamp);
                     }
-                    self.deliver_local(msg);
+                    self.deliver_local(msg, shared);
                 }
+                ShardMessage::SharedAdd(share) => self.shared_interest.add(&share, from),
+                ShardMessage::SharedRemove(share) => self.shared_interest.remove(&share, from),
                 ShardMessage::InterestAdd(filter) => self.interest.add(&filter, from),
                 ShardMessage::InterestRemove(filter) => self.interest.remove(&filter, from),
                 ShardMessage::Sync(token) => {

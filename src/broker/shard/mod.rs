@@ -15,11 +15,13 @@ mod delivery;
 mod inbound;
 mod invariants;
 mod mesh;
+mod sharing;
 #[cfg(test)]
 mod tests;
 mod timers;
+mod v5;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::BytesMut;
 use bytestring::ByteString;
@@ -34,12 +36,10 @@ use super::message::{detached_str, ShardMessage};
 use super::placement::home_shard;
 use super::retain::RetainStore;
 use super::session::{ConnId, Session, SessionId};
-use super::subscribers::Subscribers;
+use super::shared::{LocalGroups, SharedInterest};
+use super::subscribers::{Subscribers, Subscription};
 use super::topic_trie::TopicTrie;
-use crate::protocol::{
-    encode, valid_topic_name, ConnAck, Connect, Packet, ProtocolVersion, QoS, SubscriptionOptions,
-    Will,
-};
+use crate::protocol::{encode, valid_topic_name, ConnAck, Connect, Packet, ProtocolVersion, Will};
 
 /// Counters a shard keeps; read by the server for logs and benchmarks.
 #[derive(Debug, Clone, Default)]
@@ -68,6 +68,22 @@ pub struct ShardStats {
     /// hold, which `check_bounds` verifies.
     pub queue_arrivals: u64,
     pub queue_departures: u64,
+    /// Messages whose Message Expiry Interval passed before they could be
+    /// sent (dropped from session queues, or on arrival).
+    pub dropped_expired: u64,
+    /// Messages larger than a 5.0 client's Maximum Packet Size, not sent to
+    /// it [MQTT-3.1.2-25].
+    pub dropped_too_large: u64,
+    /// Sessions that expired (5.0 Session Expiry Interval) while
+    /// disconnected, and their undelivered messages (also counted in
+    /// `dropped_session_ended`).
+    pub sessions_expired: u64,
+    /// Messages for a shared group that reached a shard after its last
+    /// local member left (a race of a few milliseconds).
+    pub dropped_no_member: u64,
+    /// Unacknowledged shared-group messages handed to another member
+    /// because theirs disconnected.
+    pub shared_redistributed: u64,
 }
 
 /// A live network connection, after its CONNECT.
@@ -89,6 +105,8 @@ pub(crate) struct Conn {
     outbox: BytesMut,
     /// Boxed: most connections have none, and this struct is per connection.
     will: Option<Box<Will>>,
+    /// 5.0 only (boxed for the same reason).
+    v5: Option<Box<v5::ConnV5>>,
     closing: bool,
     dirty: bool,
 }
@@ -100,7 +118,7 @@ struct PendingSubscribe {
     conn: ConnId,
     session: SessionId,
     suback: Packet,
-    retained: Vec<(ByteString, SubscriptionOptions)>,
+    retained: Vec<(ByteString, Subscription)>,
 }
 
 #[derive(Debug)]
@@ -120,6 +138,13 @@ pub struct Shard {
     /// SUBACKs waiting for every other shard's `SyncAck`, by token (tokens
     /// grow, so they finish in order).
     pending_subscribes: BTreeMap<u64, PendingSubscribe>,
+    /// Disconnected sessions' expiry and delayed wills, by due time
+    /// (broker ms); at most two entries per session.
+    session_timers: BTreeSet<(u64, SessionId)>,
+    /// Local members of shared groups, and every shard's replica of which
+    /// shards have members (see `broker::shared`).
+    shared: LocalGroups,
+    shared_interest: SharedInterest,
     next_token: u64,
     /// Per shard: the highest of our `Sync` tokens it has answered.
     syncs_acked: Vec<u64>,
@@ -128,7 +153,7 @@ pub struct Shard {
     /// waiting behind our outgoing backlog; see `server::mesh`).
     syncs_applied: Vec<u64>,
     /// Scratch for fan-out, kept to avoid an allocation per PUBLISH.
-    matches: Vec<(SessionId, QoS)>,
+    matches: Vec<delivery::Match>,
     generated_ids: u64,
     /// Keepalive and silence checks, by due time (see `timers`).
     keepalives: Deadlines,
@@ -160,6 +185,9 @@ impl Shard {
             outgoing_len: 0,
             dirty_conns: Vec::new(),
             pending_subscribes: BTreeMap::new(),
+            session_timers: BTreeSet::new(),
+            shared: LocalGroups::default(),
+            shared_interest: SharedInterest::default(),
             next_token: 1,
             syncs_acked: vec![0; shards],
             syncs_applied: vec![0; shards],
@@ -195,8 +223,15 @@ impl Shard {
             keep_alive,
             client_id,
             will,
+            properties,
             ..
         } = connect;
+        let v5 = protocol.is_v5();
+        let (keep_alive, keep_alive_capped) = if v5 {
+            v5::granted_keepalive(keep_alive, self.limits.max_keepalive)
+        } else {
+            (keep_alive, false)
+        };
         let mut conn = Conn {
             session: 0,
             protocol,
@@ -208,6 +243,12 @@ impl Shard {
             resent: false,
             outbox: BytesMut::new(),
             will: will.map(Box::new),
+            v5: v5.then(|| {
+                Box::new(v5::ConnV5::from_connect(
+                    properties.as_deref(),
+                    self.limits.max_topic_alias,
+                ))
+            }),
             closing: false,
             dirty: false,
         };
@@ -221,6 +262,14 @@ impl Shard {
             .is_some_and(|w| !valid_topic_name(&w.topic) || !self.limits.topic_fits(&w.topic))
         {
             Some(ConnackRefusal::InvalidWill)
+        } else if properties
+            .as_ref()
+            .is_some_and(|p| p.authentication_method.is_some())
+        {
+            // Enhanced authentication (5.0 AUTH): no method is configured,
+            // so every method is a bad one. A method would plug in here and
+            // in `handle_packet`'s AUTH arm (see `broker::enhanced_auth`).
+            Some(ConnackRefusal::BadAuthenticationMethod)
         } else {
             None
         };
@@ -231,11 +280,17 @@ impl Shard {
             // protocol violation, answered by closing the connection.
             let answer = protocol.is_v5() || !matches!(refusal, ConnackRefusal::InvalidWill);
             if answer {
+                let properties = protocol.is_v5().then(|| {
+                    Box::new(crate::protocol::Properties {
+                        reason_string: Some(ByteString::from(refusal.describe())),
+                        ..Default::default()
+                    })
+                });
                 encode(
                     &Packet::ConnAck(ConnAck {
                         session_present: false,
                         code,
-                        properties: None,
+                        properties,
                     }),
                     protocol,
                     &mut conn.outbox,
@@ -270,7 +325,7 @@ impl Shard {
         if let Some(sid) = existing {
             if let Some(old) = self.sessions.get(&sid).and_then(|s| s.conn) {
                 tracing::debug!(shard = self.id, client_id = %client_id, "session taken over");
-                self.disconnect_v5(old, 0x8E);
+                self.disconnect_v5(old, 0x8E, "session taken over");
                 self.close_conn(old, true);
             }
         }
@@ -292,23 +347,38 @@ impl Shard {
             self.by_client.insert(sid, &self.sessions);
             sid
         });
+        let session_expiry = v5::session_expiry_of(properties.as_deref());
+        let mut deadlines = [None, None];
         if let Some(s) = self.sessions.get_mut(&sid) {
+            // Back in time: neither the session nor a delayed will expires
+            // [MQTT-3.1.3-9].
+            deadlines = [
+                s.expires_at.take(),
+                s.delayed_will.take().map(|(_, due)| due),
+            ];
             s.conn = Some(conn_id);
             s.protocol = protocol;
+            if v5 {
+                s.set_expiry(session_expiry);
+            }
+        }
+        for at in deadlines.into_iter().flatten() {
+            self.session_timers.remove(&(at, sid));
         }
         let Some(conn) = self.conns.get_mut(&conn_id) else {
             return conn_id;
         };
         conn.session = sid;
-        // 5.0: how many QoS 2 messages the client may have awaiting PUBREL
-        // (--receive-maximum), and the id the broker chose for an empty one.
-        let properties = protocol.is_v5().then(|| {
-            Box::new(crate::protocol::Properties {
-                assigned_client_identifier: assigned.then(|| client_id.clone()),
-                receive_maximum: Some(self.limits.receive_maximum),
-                ..Default::default()
-            })
+        let properties = v5.then(|| {
+            self.connack_properties(
+                assigned.then_some(&client_id),
+                keep_alive_capped.then_some(keep_alive),
+                None,
+            )
         });
+        let Some(conn) = self.conns.get_mut(&conn_id) else {
+            return conn_id;
+        };
         encode(
             &Packet::ConnAck(ConnAck {
                 session_present,
@@ -330,7 +400,8 @@ impl Shard {
     /// The network side ended (EOF, error, decode failure): closes the
     /// connection as abnormal, so its will is published unless it sent
     /// DISCONNECT first.
-    pub fn connection_lost(&mut self, conn: ConnId) {
+    pub fn connection_lost(&mut self, conn: ConnId, now: u64) {
+        self.now = now;
         self.close_conn(conn, true);
     }
 
@@ -420,7 +491,8 @@ impl Shard {
     }
 
     /// Forgets a closed connection once the server has finished with it.
-    pub fn release(&mut self, conn: ConnId) {
+    pub fn release(&mut self, conn: ConnId, now: u64) {
+        self.now = now;
         self.close_conn(conn, true);
         self.conns.remove(&conn);
     }
@@ -473,8 +545,9 @@ impl Shard {
         }
     }
 
-    /// Marks `conn` closing, publishes its will if `abnormal`, and detaches
-    /// (or discards) its session. Idempotent.
+    /// Marks `conn` closing, publishes its will if `abnormal` (or holds it
+    /// for its Will Delay Interval while the session lives on), and
+    /// detaches, discards or starts expiring its session. Idempotent.
     fn close_conn(&mut self, conn_id: ConnId, abnormal: bool) {
         let Some(conn) = self.conns.get_mut(&conn_id) else {
             return;
@@ -486,8 +559,22 @@ impl Shard {
         let will = conn.will.take();
         let sid = conn.session;
         self.mark_dirty(conn_id);
-        if abnormal {
-            if let Some(will) = will {
+        let now = self.now;
+        let owned = self.sessions.get(&sid).filter(|s| s.conn == Some(conn_id));
+        let lives_on = owned.is_some_and(|s| s.persistent);
+        if let Some(will) = will.filter(|_| abnormal) {
+            let delay = will
+                .properties
+                .as_ref()
+                .and_then(|p| p.will_delay_interval)
+                .unwrap_or(0);
+            if delay > 0 && lives_on {
+                let due = now + u64::from(delay) * 1000;
+                if let Some(s) = self.sessions.get_mut(&sid) {
+                    s.delayed_will = Some((will, due));
+                }
+                self.session_timers.insert((due, sid));
+            } else {
                 self.publish_will(*will);
             }
         }
@@ -498,17 +585,27 @@ impl Shard {
             return;
         }
         session.conn = None;
-        if !session.persistent {
+        let persistent = session.persistent;
+        self.redistribute_shared(sid);
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        if !persistent {
             self.discard_session(sid);
+        } else if let Some(at) = v5::expiry_deadline(now, session.expiry_secs) {
+            session.expires_at = Some(at);
+            self.session_timers.insert((at, sid));
         }
     }
 
-    /// Removes a session and its subscriptions.
+    /// Removes a session and its subscriptions; its delayed will, if any,
+    /// is published now (the session ended first [MQTT-3.1.3-9]).
     fn discard_session(&mut self, sid: SessionId) {
-        let Some(session) = self.sessions.remove(&sid) else {
+        let Some(mut session) = self.sessions.remove(&sid) else {
             return;
         };
         self.by_client.remove(&session.client_id, sid);
+        self.cancel_session_timers(sid, &mut session);
         // A session that ends takes its undelivered messages with it (a
         // clean session, or one replaced by a clean start): counted.
         let undelivered = (session.queue.len() + session.inflight.len()) as u64;
@@ -516,6 +613,20 @@ impl Shard {
         self.stats.queue_departures += session.queue.len() as u64;
         for filter in session.subscriptions.keys() {
             self.remove_subscription(sid, filter);
+        }
+        if let Some((will, _)) = session.delayed_will.take() {
+            self.publish_will(*will);
+        }
+    }
+
+    /// Forgets a session's expiry and will-delay deadlines (it came back,
+    /// or it ends): each session has at most two timer entries.
+    fn cancel_session_timers(&mut self, sid: SessionId, session: &mut Session) {
+        if let Some(at) = session.expires_at.take() {
+            self.session_timers.remove(&(at, sid));
+        }
+        if let Some((_, due)) = &session.delayed_will {
+            self.session_timers.remove(&(*due, sid));
         }
     }
 
@@ -538,15 +649,27 @@ impl Shard {
 enum ConnackRefusal {
     IdentifierRejected,
     InvalidWill,
+    BadAuthenticationMethod,
 }
 
 impl ConnackRefusal {
+    /// The Reason String sent with a 5.0 refusal.
+    fn describe(self) -> &'static str {
+        match self {
+            ConnackRefusal::IdentifierRejected => "client identifier refused (empty with a persistent session, or longer than --max-client-id-len)",
+            ConnackRefusal::InvalidWill => "will topic is not a valid topic name, or beyond --max-topic-length / --max-topic-levels",
+            ConnackRefusal::BadAuthenticationMethod => "no enhanced authentication method is configured",
+        }
+    }
+
     fn code(self, protocol: ProtocolVersion) -> u8 {
         match (self, protocol.is_v5()) {
             (ConnackRefusal::IdentifierRejected, false) => 0x02,
             (ConnackRefusal::IdentifierRejected, true) => 0x85,
             (ConnackRefusal::InvalidWill, false) => 0x03, // not sent, see connect()
             (ConnackRefusal::InvalidWill, true) => 0x90,
+            // Only 5.0 CONNECTs carry an authentication method.
+            (ConnackRefusal::BadAuthenticationMethod, _) => 0x8C,
         }
     }
 }

@@ -323,8 +323,8 @@ fn persistent_session_queues_offline_and_redelivers_with_dup() {
     sim.settle();
     assert_eq!(publishes(&sim.recv(sub)).len(), 1);
     // Connection drops without PUBACK; two more arrive while offline.
-    sim.shards[1].connection_lost(sub.conn);
-    sim.shards[1].release(sub.conn);
+    sim.shards[1].connection_lost(sub.conn, sim.now);
+    sim.shards[1].release(sub.conn, sim.now);
     sim.publish(publ, "q", b"2", QoS::AtLeastOnce, false, 2);
     sim.publish(publ, "q", b"3", QoS::AtMostOnce, false, 0);
     sim.settle();
@@ -381,7 +381,7 @@ fn will_on_abnormal_close_and_keepalive_but_not_after_disconnect() {
     let (a, _) = sim.connect_with(&id_on(1, 2, "a"), true, 0, will("will/a"));
     let (b, _) = sim.connect_with(&id_on(1, 2, "b"), true, 10, will("will/b"));
     let (c, _) = sim.connect_with(&id_on(1, 2, "c"), true, 0, will("will/c"));
-    sim.shards[1].connection_lost(a.conn);
+    sim.shards[1].connection_lost(a.conn, sim.now);
     sim.send(
         c,
         Packet::Disconnect(Disconnect {
@@ -389,7 +389,7 @@ fn will_on_abnormal_close_and_keepalive_but_not_after_disconnect() {
             properties: None,
         }),
     );
-    sim.shards[1].connection_lost(c.conn);
+    sim.shards[1].connection_lost(c.conn, sim.now);
     sim.now = 14_000;
     sim.shards[1].tick(sim.now);
     assert!(sim.recv(b).is_empty());

@@ -57,7 +57,7 @@ impl Shard {
             let deadline = c.last_seen + u64::from(c.keep_alive_ms);
             if now > deadline {
                 tracing::debug!(shard = self.id, conn, "keepalive expired");
-                self.disconnect_v5(conn, 0x8D);
+                self.disconnect_v5(conn, 0x8D, "keep alive timeout");
                 self.close_conn(conn, true);
             } else {
                 self.schedule_keepalive(conn, slot_of(deadline));
@@ -66,6 +66,43 @@ impl Shard {
         due.clear();
         self.due_scratch = due;
         self.retain.purge_tombstones(now);
+        self.run_session_timers(now);
+    }
+
+    /// Publishes delayed wills and ends expired sessions whose time came
+    /// (5.0 Will Delay Interval and Session Expiry Interval).
+    fn run_session_timers(&mut self, now: u64) {
+        while let Some(&(at, sid)) = self.session_timers.first() {
+            if at > now {
+                break;
+            }
+            self.session_timers.pop_first();
+            let Some(session) = self.sessions.get_mut(&sid) else {
+                continue;
+            };
+            if session.conn.is_some() {
+                continue;
+            }
+            if session
+                .delayed_will
+                .as_ref()
+                .is_some_and(|(_, due)| *due <= now)
+            {
+                if let Some((will, _)) = session.delayed_will.take() {
+                    self.publish_will(*will);
+                }
+            }
+            let expired = self
+                .sessions
+                .get(&sid)
+                .and_then(|s| s.expires_at)
+                .is_some_and(|at| at <= now);
+            if expired {
+                tracing::debug!(shard = self.id, session = sid, "session expired");
+                self.stats.sessions_expired += 1;
+                self.discard_session(sid);
+            }
+        }
     }
 
     /// Connections that have sent nothing for --park-after-ms and are

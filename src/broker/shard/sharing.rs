@@ -1,0 +1,129 @@
+//! Shared subscriptions on one shard: joining and leaving a group, serving
+//! a message to one local member, and handing a leaving member's
+//! unacknowledged messages to another (see `broker::shared`).
+
+use std::rc::Rc;
+
+use super::delivery::ids_of;
+use super::Shard;
+use crate::broker::message::{Message, ShardMessage};
+use crate::broker::session::{OutboundState, SessionId};
+use crate::broker::shared::{ShareName, SharedPick};
+use crate::broker::subscribers::Subscription;
+use crate::protocol::QoS;
+
+impl Shard {
+    /// Adds `sid` to a shared group; returns whether it was a member. The
+    /// group's first local member is announced to every shard (and counted
+    /// here), so the SUBACK waits for the barrier like any new interest.
+    pub(super) fn add_shared(
+        &mut self,
+        sid: SessionId,
+        share: &ShareName,
+        sub: Subscription,
+        new_interest: &mut bool,
+    ) -> bool {
+        let (existed, first) = self.shared.add(share, sid, sub);
+        if first {
+            *new_interest = true;
+            self.shared_interest.add(share, self.id);
+            self.broadcast(ShardMessage::SharedAdd(share.clone()));
+        }
+        existed
+    }
+
+    /// Removes `sid` from a shared group; returns whether it was a member.
+    pub(super) fn remove_shared(&mut self, sid: SessionId, share: &ShareName) -> bool {
+        let (found, emptied) = self.shared.remove(share, sid);
+        if emptied {
+            self.shared_interest.remove(share, self.id);
+            self.broadcast(ShardMessage::SharedRemove(share.clone()));
+        }
+        found
+    }
+
+    /// Serves `msg` to one local member of `pick`'s group: a connected one
+    /// if there is one; else, once, another shard's member; else an
+    /// offline member's queue. Counted as dropped if the group has no
+    /// member here any more (it left while the message was on its way).
+    pub(super) fn deliver_pick(&mut self, msg: &Rc<Message>, mut pick: SharedPick) {
+        let connected = |sid: SessionId| {
+            self.sessions
+                .get(&sid)
+                .and_then(|s| s.conn)
+                .and_then(|c| self.conns.get(&c))
+                .is_some_and(|c| !c.closing)
+        };
+        let Some(group) = self.shared.group(&pick.filter, &pick.group) else {
+            self.stats.dropped_no_member += 1;
+            return;
+        };
+        if !group.any(connected) && pick.hops == 0 {
+            if let Some(dst) = self.shared_interest.other_shard(&pick, self.id) {
+                pick.hops = 1;
+                // Only the pick travels: the retained replicas already
+                // have the message.
+                let mut msg = (**msg).clone();
+                msg.retain = false;
+                self.send_to_shard(
+                    dst,
+                    ShardMessage::Publish {
+                        msg,
+                        retain_stamp: 0,
+                        shared: vec![pick],
+                    },
+                );
+                return;
+            }
+        }
+        let Some((sid, sub)) = group.choose(connected) else {
+            self.stats.dropped_no_member += 1;
+            return;
+        };
+        let qos = msg.qos.min(sub.options.qos);
+        let retain = sub.options.retain_as_published && msg.retain;
+        let via = (qos != QoS::AtMostOnce).then(|| Box::new(pick));
+        self.deliver(sid, msg, qos, retain, ids_of(sub.id), via);
+    }
+
+    /// A member's connection ended: the messages it was given for a shared
+    /// group and has not acknowledged (or not yet received) go to another
+    /// member. A QoS 2 message whose PUBREC came stays: it was delivered.
+    pub(super) fn redistribute_shared(&mut self, sid: SessionId) {
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        let mut moved = Vec::new();
+        let mut kept = std::collections::VecDeque::new();
+        for f in session.inflight.drain(..) {
+            match f.via {
+                Some(pick) if f.state == OutboundState::AwaitingAck => moved.push((f.msg, pick)),
+                _ => kept.push_back(f),
+            }
+        }
+        session.inflight = kept;
+        let before = session.queue.len();
+        let mut queue = std::mem::take(&mut session.queue);
+        queue.retain_mut(|q| match q.via.take() {
+            Some(pick) => {
+                moved.push((q.msg.clone(), pick));
+                false
+            }
+            None => true,
+        });
+        let left = (before - queue.len()) as u64;
+        session.queued_bytes = queue.iter().map(|q| q.msg.size()).sum();
+        session.queue = queue;
+        self.stats.queue_departures += left;
+        self.stats.shared_redistributed += moved.len() as u64;
+        for (msg, pick) in moved {
+            let pick = SharedPick { hops: 0, ..*pick };
+            self.deliver_pick(&msg, pick);
+        }
+    }
+}
+
+/// The shared group a session subscription key names, if it is one.
+pub(super) fn share_of(filter: &str) -> Option<ShareName> {
+    crate::broker::shared::parse(filter).flatten()
+}

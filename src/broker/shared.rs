@@ -1,0 +1,329 @@
+//! Shared subscriptions, `$share/{group}/{filter}` (MQTT 5.0 §4.8.2; also
+//! accepted from 3.1.1 clients, as mosquitto and EMQX do): each message
+//! matching the filter goes to one member of the group, wherever it is.
+//!
+//! Two levels of choice keep that to exactly one member across shards with
+//! no shared state. The publishing shard picks one shard among those with
+//! members of the group (round robin, from its replica of
+//! [`SharedInterest`]) and sends the message there tagged with a
+//! [`SharedPick`]; that shard picks one of its local members
+//! ([`LocalGroups`], round robin, preferring connected ones).
+
+use std::cell::Cell;
+
+use bytestring::ByteString;
+
+use super::session::SessionId;
+use super::shard_set::ShardSet;
+use super::subscribers::{Subscribers, Subscription};
+use super::topic_trie::TopicTrie;
+
+const PREFIX: &str = "$share/";
+
+/// What a `$share/...` filter names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShareName {
+    pub group: ByteString,
+    pub filter: ByteString,
+}
+
+/// Whether `filter` is a shared subscription: `None` if not, `Some(None)`
+/// if it is one but malformed (an empty group, a wildcard in the group, no
+/// filter after it [MQTT-4.8.2-1, MQTT-4.8.2-2]).
+pub fn parse(filter: &str) -> Option<Option<ShareName>> {
+    let rest = filter.strip_prefix(PREFIX)?;
+    let Some((group, topic)) = rest.split_once('/') else {
+        return Some(None);
+    };
+    if group.is_empty() || group.contains(['+', '#']) || topic.is_empty() {
+        return Some(None);
+    }
+    Some(Some(ShareName {
+        group: ByteString::from(group),
+        filter: ByteString::from(topic),
+    }))
+}
+
+/// A message's assignment to one group on the shard that receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedPick {
+    pub filter: ByteString,
+    pub group: ByteString,
+    /// Times the pick was passed on because the chosen shard had no
+    /// connected member: at most once, so picks cannot circle.
+    pub hops: u8,
+}
+
+/// This shard's members of each group, by filter.
+#[derive(Debug, Default)]
+pub struct LocalGroups {
+    trie: TopicTrie<Vec<LocalGroup>>,
+}
+
+#[derive(Debug)]
+pub struct LocalGroup {
+    pub name: ByteString,
+    pub members: Subscribers,
+    /// Round-robin cursor over `members`.
+    next: Cell<usize>,
+}
+
+impl LocalGroups {
+    /// Adds or updates a member; returns (it was already a member, the
+    /// group had no local member before).
+    pub fn add(&mut self, share: &ShareName, sid: SessionId, sub: Subscription) -> (bool, bool) {
+        let groups = self.trie.entry(&share.filter);
+        let group = match groups.iter_mut().position(|g| g.name == share.group) {
+            Some(i) => &mut groups[i],
+            None => {
+                groups.push(LocalGroup {
+                    name: share.group.clone(),
+                    members: Subscribers::default(),
+                    next: Cell::new(0),
+                });
+                groups.last_mut().expect("just pushed")
+            }
+        };
+        let first = group.members.is_empty();
+        (group.members.upsert(sid, sub), first)
+    }
+
+    /// Removes a member; returns (it was a member, the group has no local
+    /// member left).
+    pub fn remove(&mut self, share: &ShareName, sid: SessionId) -> (bool, bool) {
+        let (mut found, mut emptied) = (false, false);
+        self.trie.remove_if(&share.filter, |groups| {
+            if let Some(i) = groups.iter().position(|g| g.name == share.group) {
+                found = groups[i].members.remove(sid);
+                if groups[i].members.is_empty() {
+                    groups.swap_remove(i);
+                    emptied = found;
+                }
+            }
+            groups.is_empty()
+        });
+        (found, emptied)
+    }
+
+    /// The local group `pick` names, if it still has members here.
+    pub fn group(&self, filter: &str, group: &str) -> Option<&LocalGroup> {
+        self.trie
+            .get(filter)?
+            .iter()
+            .find(|g| g.name == group && !g.members.is_empty())
+    }
+}
+
+impl LocalGroup {
+    /// The next member in round-robin order for which `usable` holds, or
+    /// else the next member at all (all offline: one keeps it queued).
+    pub fn choose(&self, usable: impl Fn(SessionId) -> bool) -> Option<(SessionId, Subscription)> {
+        let members = self.members.as_slice();
+        if members.is_empty() {
+            return None;
+        }
+        let start = self.next.get();
+        let n = members.len();
+        let at = (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&i| usable(members[i].0));
+        let i = at.unwrap_or(start % n);
+        self.next.set(i + 1);
+        Some(members[i])
+    }
+
+    /// Whether some member satisfies `usable`.
+    pub fn any(&self, usable: impl Fn(SessionId) -> bool) -> bool {
+        self.members.iter().any(|(sid, _)| usable(sid))
+    }
+}
+
+/// Every shard's replica of which shards have members of which group.
+#[derive(Debug, Default)]
+pub struct SharedInterest {
+    trie: TopicTrie<SharedFilter>,
+}
+
+#[derive(Debug, Default)]
+struct SharedFilter {
+    filter: ByteString,
+    groups: Vec<GroupShards>,
+}
+
+#[derive(Debug)]
+struct GroupShards {
+    name: ByteString,
+    shards: ShardSet,
+    /// Round-robin cursor over `shards`.
+    next: Cell<usize>,
+}
+
+impl SharedInterest {
+    pub fn add(&mut self, share: &ShareName, shard: usize) {
+        let f = self.trie.entry(&share.filter);
+        if f.filter.is_empty() {
+            f.filter = share.filter.clone();
+        }
+        match f.groups.iter_mut().find(|g| g.name == share.group) {
+            Some(g) => g.shards.insert(shard),
+            None => {
+                let mut shards = ShardSet::default();
+                shards.insert(shard);
+                f.groups.push(GroupShards {
+                    name: share.group.clone(),
+                    shards,
+                    next: Cell::new(0),
+                });
+            }
+        }
+    }
+
+    pub fn remove(&mut self, share: &ShareName, shard: usize) {
+        self.trie.remove_if(&share.filter, |f| {
+            if let Some(i) = f.groups.iter().position(|g| g.name == share.group) {
+                f.groups[i].shards.remove(shard);
+                if f.groups[i].shards.is_empty() {
+                    f.groups.swap_remove(i);
+                }
+            }
+            f.groups.is_empty()
+        });
+    }
+
+    /// For each group with a filter matching `topic`: one shard (round
+    /// robin), with the pick to send it.
+    pub fn picks_for(&self, topic: &str, mut out: impl FnMut(usize, SharedPick)) {
+        self.trie.for_each_match(topic, |f| {
+            for g in &f.groups {
+                if let Some(shard) = g.next_shard(None) {
+                    out(
+                        shard,
+                        SharedPick {
+                            filter: f.filter.clone(),
+                            group: g.name.clone(),
+                            hops: 0,
+                        },
+                    );
+                }
+            }
+        });
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.trie.is_empty()
+    }
+
+    /// Another shard with members of `pick`'s group than `not`, if any.
+    pub fn other_shard(&self, pick: &SharedPick, not: usize) -> Option<usize> {
+        let f = self.trie.get(&pick.filter)?;
+        f.groups
+            .iter()
+            .find(|g| g.name == pick.group)?
+            .next_shard(Some(not))
+    }
+}
+
+impl GroupShards {
+    fn next_shard(&self, not: Option<usize>) -> Option<usize> {
+        let candidates = || self.shards.iter().filter(move |&s| Some(s) != not);
+        let n = candidates().count();
+        if n == 0 {
+            return None;
+        }
+        let i = self.next.get();
+        self.next.set(i.wrapping_add(1));
+        candidates().nth(i % n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{QoS, SubscriptionOptions};
+
+    fn sub() -> Subscription {
+        Subscription {
+            options: SubscriptionOptions {
+                qos: QoS::AtLeastOnce,
+                no_local: false,
+                retain_as_published: false,
+                retain_handling: 0,
+            },
+            id: 0,
+        }
+    }
+
+    fn share(s: &str) -> ShareName {
+        parse(s).unwrap().unwrap()
+    }
+
+    #[test]
+    fn parses_share_names() {
+        assert_eq!(parse("a/b"), None);
+        assert_eq!(
+            share("$share/g/a/#"),
+            ShareName {
+                group: "g".into(),
+                filter: "a/#".into()
+            }
+        );
+        assert_eq!(parse("$share/g"), Some(None));
+        assert_eq!(parse("$share//a"), Some(None));
+        assert_eq!(parse("$share/g+/a"), Some(None));
+        assert_eq!(parse("$share/g/"), Some(None));
+    }
+
+    #[test]
+    fn local_round_robin_prefers_usable_members() {
+        let mut groups = LocalGroups::default();
+        let s = share("$share/g/t/+");
+        assert_eq!(groups.add(&s, 1, sub()), (false, true));
+        assert_eq!(groups.add(&s, 2, sub()), (false, false));
+        assert_eq!(groups.add(&s, 3, sub()), (false, false));
+        let g = groups.group("t/+", "g").unwrap();
+        let picked: Vec<_> = (0..6).map(|_| g.choose(|_| true).unwrap().0).collect();
+        assert_eq!(picked, [1, 2, 3, 1, 2, 3]);
+        let picked: Vec<_> = (0..3)
+            .map(|_| g.choose(|sid| sid != 2).unwrap().0)
+            .collect();
+        assert!(!picked.contains(&2), "{picked:?}");
+        assert!(
+            g.choose(|_| false).is_some(),
+            "all offline: one still keeps it"
+        );
+        assert_eq!(groups.remove(&s, 2), (true, false));
+        assert_eq!(groups.remove(&s, 1), (true, false));
+        assert_eq!(groups.remove(&s, 3), (true, true));
+        assert!(groups.group("t/+", "g").is_none());
+    }
+
+    #[test]
+    fn publisher_picks_one_shard_per_group() {
+        let mut idx = SharedInterest::default();
+        idx.add(&share("$share/g/t/#"), 0);
+        idx.add(&share("$share/g/t/#"), 2);
+        idx.add(&share("$share/h/t/x"), 1);
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            idx.picks_for("t/x", |shard, pick| {
+                seen.push((shard, pick.group.to_string()))
+            });
+        }
+        let g: Vec<usize> = seen.iter().filter(|p| p.1 == "g").map(|p| p.0).collect();
+        let h: Vec<usize> = seen.iter().filter(|p| p.1 == "h").map(|p| p.0).collect();
+        assert_eq!(g, [0, 2, 0, 2]);
+        assert_eq!(h, [1, 1, 1, 1]);
+        let pick = SharedPick {
+            filter: "t/#".into(),
+            group: "g".into(),
+            hops: 0,
+        };
+        assert_eq!(idx.other_shard(&pick, 0), Some(2));
+        idx.remove(&share("$share/g/t/#"), 2);
+        assert_eq!(idx.other_shard(&pick, 0), None);
+        idx.remove(&share("$share/g/t/#"), 0);
+        let mut none = true;
+        idx.picks_for("t/y", |_, p| none &= p.group != "g");
+        assert!(none);
+    }
+}
