@@ -14,15 +14,26 @@ use libfuzzer_sys::fuzz_target;
 use ringmq::broker::retain::RetainLimits;
 use ringmq::broker::{home_shard, BrokerLimits, ConnId, Shard};
 use ringmq::protocol::{
-    decode, Connect, Packet, ProtocolVersion, Publish, QoS, Subscribe, SubscriptionOptions,
-    SubscriptionRequest,
+    decode, Connect, Packet, Properties, ProtocolVersion, Publish, QoS, Subscribe,
+    SubscriptionOptions, SubscriptionRequest,
 };
 
 const SHARDS: usize = 2;
 const MAX_PACKET: usize = 4096;
 const IDS: [&str; 5] = ["a", "b", "c", "d", ""];
 const TOPICS: [&str; 6] = ["a", "a/b", "a/b/c", "$SYS/x", "x/y", "l/l/l/l/l/l/l/l/l"];
-const FILTERS: [&str; 8] = ["#", "a/#", "+/b", "a/b", "$SYS/#", "+", "a/+/c", "x/#"];
+const FILTERS: [&str; 10] = [
+    "#",
+    "a/#",
+    "+/b",
+    "a/b",
+    "$SYS/#",
+    "+",
+    "a/+/c",
+    "x/#",
+    "$share/g/a/#",
+    "$share/h/+",
+];
 
 fn limits() -> BrokerLimits {
     BrokerLimits {
@@ -39,6 +50,9 @@ fn limits() -> BrokerLimits {
             max_messages: 4,
             max_bytes: 1024,
         },
+        max_packet_size: MAX_PACKET,
+        max_topic_alias: 2,
+        max_keepalive: 30,
     }
 }
 
@@ -108,7 +122,17 @@ impl World {
                 will: None,
                 username: None,
                 password: None,
-                properties: None,
+                // 5.0: session expiry, receive maximum, maximum packet
+                // size and topic alias maximum, from the flags.
+                properties: (version == ProtocolVersion::V5).then(|| {
+                    Box::new(Properties {
+                        session_expiry_interval: Some(u32::from(flags >> 4 & 3) * 2),
+                        receive_maximum: Some(u16::from(flags >> 2 & 3) + 1),
+                        maximum_packet_size: (flags & 1 != 0).then_some(200),
+                        topic_alias_maximum: Some(u16::from(flags >> 6)),
+                        ..Default::default()
+                    })
+                }),
             },
             self.now,
         );
@@ -157,7 +181,14 @@ impl World {
                 u16::from(input.byte() % 8) + 1
             },
             payload: Bytes::from(vec![b'p'; payload_len]),
-            properties: None,
+            // 5.0: message expiry and a topic alias, from the flags.
+            properties: (c.version == ProtocolVersion::V5 && flags & 0x20 != 0).then(|| {
+                Box::new(Properties {
+                    message_expiry_interval: Some(u32::from(flags >> 6)),
+                    topic_alias: (flags & 0x08 != 0).then_some(u16::from(flags >> 7) + 1),
+                    ..Default::default()
+                })
+            }),
         });
         self.handle(c, packet);
     }
@@ -169,21 +200,27 @@ impl World {
             .map(|_| {
                 let b = input.byte();
                 SubscriptionRequest {
-                    filter: ByteString::from(FILTERS[usize::from(b % 8)]),
+                    filter: ByteString::from(FILTERS[usize::from(b % 10)]),
                     options: SubscriptionOptions {
                         qos: [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce]
-                            [usize::from((b >> 3) % 3)],
-                        no_local: false,
-                        retain_as_published: false,
-                        retain_handling: 0,
+                            [usize::from((b >> 4) % 3)],
+                        no_local: c.version == ProtocolVersion::V5 && b & 0x40 != 0,
+                        retain_as_published: b & 0x80 != 0,
+                        retain_handling: (b >> 6) % 3,
                     },
                 }
             })
             .collect();
+        let sub_id = u32::from(input.byte() % 3);
         let packet = Packet::Subscribe(Subscribe {
             packet_id: 1,
             filters,
-            properties: None,
+            properties: (c.version == ProtocolVersion::V5 && sub_id > 0).then(|| {
+                Box::new(Properties {
+                    subscription_identifiers: vec![sub_id],
+                    ..Default::default()
+                })
+            }),
         });
         self.handle(c, packet);
     }
@@ -235,7 +272,9 @@ impl World {
 
 fuzz_target!(|data: &[u8]| {
     let mut world = World {
-        shards: (0..SHARDS).map(|i| Shard::new(i, SHARDS, limits())).collect(),
+        shards: (0..SHARDS)
+            .map(|i| Shard::new(i, SHARDS, limits()))
+            .collect(),
         clients: [None; 4],
         now: 0,
     };

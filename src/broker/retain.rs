@@ -14,7 +14,8 @@
 //! ([`RetainLimits`]): a write that would add a topic beyond the bounds is
 //! refused, a delete always works.
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::ops::ControlFlow;
 
 use bytestring::ByteString;
@@ -64,6 +65,8 @@ struct Entry {
     expires: u64,
     /// An item of the purge queue names this topic.
     queued: bool,
+    /// An item of the expiry queue names this topic.
+    expiry_queued: bool,
 }
 
 #[derive(Debug)]
@@ -71,6 +74,9 @@ pub struct RetainStore {
     trie: TopicTrie<Entry>,
     /// Tombstones to look at, by expiry: at most one item per topic.
     purge_queue: VecDeque<(u64, ByteString)>,
+    /// Messages with a Message Expiry Interval, by expiry (earliest
+    /// first): at most one item per topic.
+    expiry_queue: BinaryHeap<Reverse<(u64, ByteString)>>,
     limits: RetainLimits,
     clock: u64,
     live: usize,
@@ -89,6 +95,7 @@ impl RetainStore {
         RetainStore {
             trie: TopicTrie::new(),
             purge_queue: VecDeque::new(),
+            expiry_queue: BinaryHeap::new(),
             limits,
             clock: 0,
             live: 0,
@@ -148,6 +155,7 @@ impl RetainStore {
         }
         entry.stamp = stamp;
         self.bytes = bytes;
+        self.watch_expiry(msg);
         RetainOutcome::Stored
     }
 
@@ -163,6 +171,7 @@ impl RetainStore {
                     stamp,
                     expires,
                     queued: true,
+                    expiry_queued: false,
                 };
                 self.purge_queue.push_back((expires, msg.topic.clone()));
             }
@@ -177,9 +186,11 @@ impl RetainStore {
             stamp,
             expires: 0,
             queued: false,
+            expiry_queued: false,
         };
         self.live += 1;
         self.bytes = bytes;
+        self.watch_expiry(msg);
         RetainOutcome::Stored
     }
 
@@ -212,6 +223,55 @@ impl RetainStore {
             });
             if let Some(expires) = rearm {
                 self.purge_queue.push_back((expires, topic));
+            }
+        }
+    }
+
+    /// Queues a stored message with a Message Expiry Interval, unless its
+    /// topic is queued already (the queue item re-checks the topic's
+    /// current message when it comes due).
+    fn watch_expiry(&mut self, msg: &Message) {
+        let Some(at) = msg.expires_at else {
+            return;
+        };
+        if let Some(e) = self.trie.get_mut(&msg.topic) {
+            if !e.expiry_queued {
+                e.expiry_queued = true;
+                self.expiry_queue.push(Reverse((at, msg.topic.clone())));
+            }
+        }
+    }
+
+    /// Deletes the retained messages whose Message Expiry Interval passed
+    /// (each becomes a tombstone with its own stamp, so every replica ends
+    /// the same). Looks only at the queue's front.
+    pub fn purge_expired(&mut self, now_ms: u64) {
+        while let Some(Reverse((at, _))) = self.expiry_queue.peek() {
+            if *at > now_ms {
+                return;
+            }
+            let Some(Reverse((_, topic))) = self.expiry_queue.pop() else {
+                return;
+            };
+            let Some(e) = self.trie.get_mut(&topic) else {
+                continue;
+            };
+            e.expiry_queued = false;
+            let Some(later) = e.msg.as_ref().and_then(|m| m.expires_at) else {
+                continue;
+            };
+            if later > now_ms {
+                e.expiry_queued = true;
+                self.expiry_queue.push(Reverse((later, topic)));
+                continue;
+            }
+            let old = e.msg.take().map_or(0, |m| size(&m));
+            self.live -= 1;
+            self.bytes -= old;
+            e.expires = now_ms.saturating_add(TOMBSTONE_TTL_MS);
+            if !e.queued {
+                e.queued = true;
+                self.purge_queue.push_back((e.expires, topic));
             }
         }
     }
@@ -484,5 +544,29 @@ mod tests {
         assert_eq!(payloads(&store, "$SYS/#"), ["1"]);
         assert_eq!(payloads(&store, "$SYS/+"), ["1"]);
         assert_eq!(payloads(&store, "$SYS/uptime"), ["1"]);
+    }
+
+    #[test]
+    fn expired_messages_leave_the_store_as_tombstones() {
+        let mut store = RetainStore::default();
+        let mut m = msg("t/exp", "soon");
+        m.expires_at = Some(1_000);
+        let stamp = store.next_stamp(0);
+        assert_eq!(store.apply_at(&m, stamp, 0), RetainOutcome::Stored);
+        // Replaced by a longer-lived copy: the queue item re-arms.
+        let mut later = msg("t/exp", "later");
+        later.expires_at = Some(3_000);
+        let stamp2 = store.next_stamp(0);
+        assert_eq!(store.apply_at(&later, stamp2, 0), RetainOutcome::Stored);
+        store.purge_expired(2_000);
+        assert_eq!(payloads(&store, "t/#"), ["later"]);
+        store.purge_expired(3_000);
+        assert!(payloads(&store, "t/#").is_empty());
+        assert_eq!((store.len(), store.tombstones(), store.bytes()), (0, 1, 0));
+        // An older write that arrives late loses to the expiry's tombstone.
+        assert_eq!(
+            store.apply_at(&msg("t/exp", "old"), stamp, 3_000),
+            RetainOutcome::Stale
+        );
     }
 }

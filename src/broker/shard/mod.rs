@@ -15,6 +15,8 @@ mod delivery;
 mod inbound;
 mod invariants;
 mod mesh;
+#[cfg(test)]
+mod shared_tests;
 mod sharing;
 #[cfg(test)]
 mod tests;
@@ -209,6 +211,11 @@ impl Shard {
 
     pub fn connection_count(&self) -> usize {
         self.conns.len()
+    }
+
+    /// Sessions held, connected or not.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
     }
 
     /// Accepts a decoded CONNECT (already placed on this shard) and returns

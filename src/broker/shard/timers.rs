@@ -65,6 +65,7 @@ impl Shard {
         }
         due.clear();
         self.due_scratch = due;
+        self.retain.purge_expired(now);
         self.retain.purge_tombstones(now);
         self.run_session_timers(now);
     }
