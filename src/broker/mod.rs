@@ -5,6 +5,7 @@
 
 pub mod client_index;
 pub mod deadlines;
+pub mod enhanced_auth;
 pub mod error;
 pub mod id_map;
 pub mod interest;

@@ -32,6 +32,7 @@ pub use super::limits::BrokerLimits;
 
 use super::client_index::ClientIndex;
 use super::deadlines::{Deadlines, Slot};
+use super::enhanced_auth::Methods;
 use super::id_map::IdMap;
 use super::interest::InterestIndex;
 use super::message::{detached_str, ShardMessage};
@@ -147,6 +148,8 @@ pub struct Shard {
     /// shards have members (see `broker::shared`).
     shared: LocalGroups,
     shared_interest: SharedInterest,
+    /// Enhanced authentication methods offered (none yet).
+    auth_methods: Methods,
     next_token: u64,
     /// Per shard: the highest of our `Sync` tokens it has answered.
     syncs_acked: Vec<u64>,
@@ -190,6 +193,7 @@ impl Shard {
             session_timers: BTreeSet::new(),
             shared: LocalGroups::default(),
             shared_interest: SharedInterest::default(),
+            auth_methods: Methods::default(),
             next_token: 1,
             syncs_acked: vec![0; shards],
             syncs_applied: vec![0; shards],
@@ -269,13 +273,14 @@ impl Shard {
             .is_some_and(|w| !valid_topic_name(&w.topic) || !self.limits.topic_fits(&w.topic))
         {
             Some(ConnackRefusal::InvalidWill)
-        } else if properties
+        } else if let Some(method) = properties
             .as_ref()
-            .is_some_and(|p| p.authentication_method.is_some())
+            .and_then(|p| p.authentication_method.as_ref())
+            .filter(|m| self.auth_methods.find(m).is_none())
         {
-            // Enhanced authentication (5.0 AUTH): no method is configured,
-            // so every method is a bad one. A method would plug in here and
-            // in `handle_packet`'s AUTH arm (see `broker::enhanced_auth`).
+            // Enhanced authentication (5.0): see `broker::enhanced_auth`.
+            // A method found here would start its AUTH exchange instead.
+            tracing::debug!(shard = self.id, %method, "unknown authentication method");
             Some(ConnackRefusal::BadAuthenticationMethod)
         } else {
             None
