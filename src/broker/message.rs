@@ -105,3 +105,14 @@ pub enum ShardMessage {
     Sync(u64),
     SyncAck(u64),
 }
+
+impl ShardMessage {
+    /// What the message counts for in the mesh backlog bound: one, plus
+    /// one per shared group pick it carries.
+    pub fn weight(&self) -> usize {
+        match self {
+            ShardMessage::Publish { shared, .. } => 1 + shared.len(),
+            _ => 1,
+        }
+    }
+}

@@ -10,6 +10,7 @@
 //! ([`LocalGroups`], round robin, preferring connected ones).
 
 use std::cell::Cell;
+use std::collections::HashMap;
 
 use bytestring::ByteString;
 
@@ -54,15 +55,16 @@ pub struct SharedPick {
     pub hops: u8,
 }
 
-/// This shard's members of each group, by filter.
+/// This shard's members of each group, by filter, then by group name (a
+/// map: one client can join a thousand groups of one filter, and each
+/// message looks its group up by name).
 #[derive(Debug, Default)]
 pub struct LocalGroups {
-    trie: TopicTrie<Vec<LocalGroup>>,
+    trie: TopicTrie<HashMap<ByteString, LocalGroup>>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct LocalGroup {
-    pub name: ByteString,
     pub members: Subscribers,
     /// Round-robin cursor over `members`.
     next: Cell<usize>,
@@ -73,17 +75,7 @@ impl LocalGroups {
     /// group had no local member before).
     pub fn add(&mut self, share: &ShareName, sid: SessionId, sub: Subscription) -> (bool, bool) {
         let groups = self.trie.entry(&share.filter);
-        let group = match groups.iter_mut().position(|g| g.name == share.group) {
-            Some(i) => &mut groups[i],
-            None => {
-                groups.push(LocalGroup {
-                    name: share.group.clone(),
-                    members: Subscribers::default(),
-                    next: Cell::new(0),
-                });
-                groups.last_mut().expect("just pushed")
-            }
-        };
+        let group = groups.entry(share.group.clone()).or_default();
         let first = group.members.is_empty();
         (group.members.upsert(sid, sub), first)
     }
@@ -93,10 +85,10 @@ impl LocalGroups {
     pub fn remove(&mut self, share: &ShareName, sid: SessionId) -> (bool, bool) {
         let (mut found, mut emptied) = (false, false);
         self.trie.remove_if(&share.filter, |groups| {
-            if let Some(i) = groups.iter().position(|g| g.name == share.group) {
-                found = groups[i].members.remove(sid);
-                if groups[i].members.is_empty() {
-                    groups.swap_remove(i);
+            if let Some(g) = groups.get_mut(&share.group) {
+                found = g.members.remove(sid);
+                if g.members.is_empty() {
+                    groups.remove(&share.group);
                     emptied = found;
                 }
             }
@@ -109,8 +101,8 @@ impl LocalGroups {
     pub fn group(&self, filter: &str, group: &str) -> Option<&LocalGroup> {
         self.trie
             .get(filter)?
-            .iter()
-            .find(|g| g.name == group && !g.members.is_empty())
+            .get(group)
+            .filter(|g| !g.members.is_empty())
     }
 }
 
@@ -147,12 +139,11 @@ pub struct SharedInterest {
 #[derive(Debug, Default)]
 struct SharedFilter {
     filter: ByteString,
-    groups: Vec<GroupShards>,
+    groups: HashMap<ByteString, GroupShards>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct GroupShards {
-    name: ByteString,
     shards: ShardSet,
     /// Round-robin cursor over `shards`.
     next: Cell<usize>,
@@ -164,26 +155,19 @@ impl SharedInterest {
         if f.filter.is_empty() {
             f.filter = share.filter.clone();
         }
-        match f.groups.iter_mut().find(|g| g.name == share.group) {
-            Some(g) => g.shards.insert(shard),
-            None => {
-                let mut shards = ShardSet::default();
-                shards.insert(shard);
-                f.groups.push(GroupShards {
-                    name: share.group.clone(),
-                    shards,
-                    next: Cell::new(0),
-                });
-            }
-        }
+        f.groups
+            .entry(share.group.clone())
+            .or_default()
+            .shards
+            .insert(shard);
     }
 
     pub fn remove(&mut self, share: &ShareName, shard: usize) {
         self.trie.remove_if(&share.filter, |f| {
-            if let Some(i) = f.groups.iter().position(|g| g.name == share.group) {
-                f.groups[i].shards.remove(shard);
-                if f.groups[i].shards.is_empty() {
-                    f.groups.swap_remove(i);
+            if let Some(g) = f.groups.get_mut(&share.group) {
+                g.shards.remove(shard);
+                if g.shards.is_empty() {
+                    f.groups.remove(&share.group);
                 }
             }
             f.groups.is_empty()
@@ -194,13 +178,13 @@ impl SharedInterest {
     /// robin), with the pick to send it.
     pub fn picks_for(&self, topic: &str, mut out: impl FnMut(usize, SharedPick)) {
         self.trie.for_each_match(topic, |f| {
-            for g in &f.groups {
+            for (name, g) in &f.groups {
                 if let Some(shard) = g.next_shard(None) {
                     out(
                         shard,
                         SharedPick {
                             filter: f.filter.clone(),
-                            group: g.name.clone(),
+                            group: name.clone(),
                             hops: 0,
                         },
                     );
@@ -216,10 +200,7 @@ impl SharedInterest {
     /// Another shard with members of `pick`'s group than `not`, if any.
     pub fn other_shard(&self, pick: &SharedPick, not: usize) -> Option<usize> {
         let f = self.trie.get(&pick.filter)?;
-        f.groups
-            .iter()
-            .find(|g| g.name == pick.group)?
-            .next_shard(Some(not))
+        f.groups.get(&pick.group)?.next_shard(Some(not))
     }
 }
 

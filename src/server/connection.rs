@@ -326,8 +326,11 @@ async fn read_loop(
         // let the reactor and the other tasks run once the preempt timer
         // says so (`server::PREEMPT_AFTER`).
         glommio::yield_if_needed().await;
-        // Backpressure: stop reading while other shards are behind.
-        while ctx.core.borrow().outgoing_backlog() > MESH_BACKLOG_LIMIT {
+        // Backpressure: stop reading while other shards are behind (what
+        // waits in our core, and what is on its way to them).
+        while ctx.core.borrow().outgoing_backlog() + ctx.lanes.in_flight_from(ctx.id)
+            > MESH_BACKLOG_LIMIT
+        {
             glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
         }
         if !wait_until_readable(ctx, conn).await {

@@ -79,6 +79,10 @@ pub struct Lane {
     ring: ArrayQueue<Vec<ShardMessage>>,
     /// Channel items (batches, wakes) sent and not yet applied.
     in_channel: AtomicUsize,
+    /// Weight (`ShardMessage::weight`) of the batches taken from the
+    /// source's core and not yet applied by the destination, by either
+    /// path: part of the source's backlog bound.
+    weight: AtomicUsize,
 }
 
 /// The lanes of all ordered pairs, and which shards are ticking; shared by
@@ -100,6 +104,7 @@ impl Lanes {
                 .map(|_| Lane {
                     ring: ArrayQueue::new(LANE_CAPACITY),
                     in_channel: AtomicUsize::new(0),
+                    weight: AtomicUsize::new(0),
                 })
                 .collect(),
             ticking: (0..shards).map(|_| CachePadded::default()).collect(),
@@ -123,6 +128,13 @@ impl Lanes {
         self.ticking[id].load(Ordering::SeqCst)
     }
 
+    /// Weight shard `src` has sent that other shards have not applied yet.
+    pub fn in_flight_from(&self, src: usize) -> usize {
+        (0..self.shards)
+            .map(|dst| self.lane(src, dst).weight.load(Ordering::Relaxed))
+            .sum()
+    }
+
     fn synced(&self, src: usize, dst: usize) -> &AtomicU64 {
         &self.synced[src * self.shards + dst]
     }
@@ -131,8 +143,13 @@ impl Lanes {
 /// Applies one batch from `src`, then exchanges barrier progress: ours
 /// for `src` (its `Sync`s we just applied) and everyone's for us.
 fn apply_batch(ctx: &ShardCtx, src: usize, batch: Vec<ShardMessage>) {
+    let weight: usize = batch.iter().map(ShardMessage::weight).sum();
     let mut core = ctx.core.borrow_mut();
     core.handle_shard_messages(src, batch);
+    ctx.lanes
+        .lane(src, ctx.id)
+        .weight
+        .fetch_sub(weight, Ordering::Relaxed);
     ctx.lanes
         .synced(src, ctx.id)
         .fetch_max(core.syncs_applied(src), Ordering::Release);
@@ -188,6 +205,8 @@ pub fn start(
                     if batch.is_empty() {
                         break;
                     }
+                    let weight = batch.iter().map(ShardMessage::weight).sum();
+                    lane.weight.fetch_add(weight, Ordering::Relaxed);
                     let item = match push_to_lane(&ctx.lanes, lane, dst, batch) {
                         Pushed::Done => continue,
                         Pushed::NeedsWake => MeshItem::Wake,

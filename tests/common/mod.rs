@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod hostile_kit;
+
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};

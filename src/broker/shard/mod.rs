@@ -516,12 +516,13 @@ impl Shard {
     /// The batch of messages for shard `dst`, emptied.
     pub fn take_outgoing(&mut self, dst: usize) -> Vec<ShardMessage> {
         let batch = std::mem::take(&mut self.outgoing[dst]);
-        self.outgoing_len -= batch.len();
+        self.outgoing_len -= batch.iter().map(ShardMessage::weight).sum::<usize>();
         batch
     }
 
-    /// Messages waiting to go to other shards; the server stops reading
-    /// from clients while this is high (backpressure).
+    /// Messages waiting to go to other shards, weighed by what they carry
+    /// (a message for a thousand shared groups weighs a thousand); the
+    /// server stops reading from clients while this is high (backpressure).
     pub fn outgoing_backlog(&self) -> usize {
         self.outgoing_len
     }
@@ -536,8 +537,8 @@ impl Shard {
     }
 
     fn send_to_shard(&mut self, dst: usize, msg: ShardMessage) {
+        self.outgoing_len += msg.weight();
         self.outgoing[dst].push(msg);
-        self.outgoing_len += 1;
     }
 
     fn broadcast(&mut self, msg: ShardMessage) {
