@@ -13,6 +13,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::broker::retain::RetainLimits;
+use crate::broker::shared::Strategy;
 use crate::broker::BrokerLimits;
 
 #[derive(Debug, Error)]
@@ -122,6 +123,11 @@ pub struct Cli {
     /// Seconds a new connection has to send its CONNECT.
     #[arg(long)]
     pub connect_timeout: Option<u64>,
+    /// How a shared subscription group's member is chosen for a message:
+    /// round-robin (default), least-inflight, or local (the publisher's
+    /// shard first).
+    #[arg(long, value_enum)]
+    pub shared_strategy: Option<Strategy>,
     /// Milliseconds a client may stay silent before its connection is
     /// parked: its task and buffers are freed and the socket waits in the
     /// shard's epoll set until it is readable or has output. 0: never park.
@@ -185,6 +191,7 @@ struct FileConfig {
     max_connections: Option<usize>,
     connect_timeout: Option<u64>,
     park_after_ms: Option<u64>,
+    shared_strategy: Option<Strategy>,
     pace_us: Option<u64>,
     log_level: Option<String>,
     io_memory: Option<usize>,
@@ -327,6 +334,7 @@ pub struct Config {
     pub max_connect_rate: u32,
     /// Silence after which a connection is parked; `None`: never.
     pub park_after: Option<Duration>,
+    pub shared_strategy: Strategy,
     /// The pacer's tick; zero: no pacing.
     pub pace: Duration,
     pub log_level: String,
@@ -477,6 +485,10 @@ impl Config {
                 0 => None,
                 ms => Some(Duration::from_millis(ms)),
             },
+            shared_strategy: cli
+                .shared_strategy
+                .or(file.shared_strategy)
+                .unwrap_or_default(),
             pace: Duration::from_micros(cli.pace_us.or(file.pace_us).unwrap_or(1000)),
             log_level: cli
                 .log_level

@@ -21,6 +21,22 @@ use super::topic_trie::TopicTrie;
 
 const PREFIX: &str = "$share/";
 
+/// How a group's member is chosen (`--shared-strategy`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Shards with members in turn, then their members in turn (connected
+    /// ones first): an even spread.
+    #[default]
+    RoundRobin,
+    /// Shards in turn, then the connected member with the fewest messages
+    /// in flight and queued: a slow member gets less.
+    LeastInflight,
+    /// The publisher's own shard when it has a member (no hop between
+    /// cores), else shards in turn; members in turn.
+    Local,
+}
+
 /// What a `$share/...` filter names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ShareName {
@@ -124,6 +140,29 @@ impl LocalGroup {
         Some(members[i])
     }
 
+    /// The member with the smallest `load` among those for which `usable`
+    /// holds (ties: the first in round-robin order), or else the next
+    /// member at all.
+    pub fn choose_least(
+        &self,
+        usable: impl Fn(SessionId) -> bool,
+        load: impl Fn(SessionId) -> usize,
+    ) -> Option<(SessionId, Subscription)> {
+        let members = self.members.as_slice();
+        if members.is_empty() {
+            return None;
+        }
+        let start = self.next.get();
+        let n = members.len();
+        let best = (0..n)
+            .map(|k| (start + k) % n)
+            .filter(|&i| usable(members[i].0))
+            .min_by_key(|&i| load(members[i].0));
+        let i = best.unwrap_or(start % n);
+        self.next.set(i + 1);
+        Some(members[i])
+    }
+
     /// Whether some member satisfies `usable`.
     pub fn any(&self, usable: impl Fn(SessionId) -> bool) -> bool {
         self.members.iter().any(|(sid, _)| usable(sid))
@@ -175,11 +214,18 @@ impl SharedInterest {
     }
 
     /// For each group with a filter matching `topic`: one shard (round
-    /// robin), with the pick to send it.
-    pub fn picks_for(&self, topic: &str, mut out: impl FnMut(usize, SharedPick)) {
+    /// robin, or `local` itself when it has members), with the pick to
+    /// send it.
+    pub fn picks_for(
+        &self,
+        topic: &str,
+        local: Option<usize>,
+        mut out: impl FnMut(usize, SharedPick),
+    ) {
         self.trie.for_each_match(topic, |f| {
             for (name, g) in &f.groups {
-                if let Some(shard) = g.next_shard(None) {
+                let here = local.filter(|&me| g.shards.contains(me));
+                if let Some(shard) = here.or_else(|| g.next_shard(None)) {
                     out(
                         shard,
                         SharedPick {
@@ -286,10 +332,17 @@ mod tests {
         idx.add(&share("$share/h/t/x"), 1);
         let mut seen = Vec::new();
         for _ in 0..4 {
-            idx.picks_for("t/x", |shard, pick| {
+            idx.picks_for("t/x", None, |shard, pick| {
                 seen.push((shard, pick.group.to_string()))
             });
         }
+        // `local`: the publisher's shard when it has members.
+        let mut here = Vec::new();
+        idx.picks_for("t/x", Some(2), |shard, pick| {
+            here.push((shard, pick.group.to_string()))
+        });
+        here.sort();
+        assert_eq!(here, [(1, "h".to_string()), (2, "g".to_string())]);
         let g: Vec<usize> = seen.iter().filter(|p| p.1 == "g").map(|p| p.0).collect();
         let h: Vec<usize> = seen.iter().filter(|p| p.1 == "h").map(|p| p.0).collect();
         assert_eq!(g, [0, 2, 0, 2]);
@@ -304,7 +357,7 @@ mod tests {
         assert_eq!(idx.other_shard(&pick, 0), None);
         idx.remove(&share("$share/g/t/#"), 0);
         let mut none = true;
-        idx.picks_for("t/y", |_, p| none &= p.group != "g");
+        idx.picks_for("t/y", None, |_, p| none &= p.group != "g");
         assert!(none);
     }
 }

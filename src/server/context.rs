@@ -52,6 +52,7 @@ impl ShardCtx {
     ) -> Result<Rc<ShardCtx>, super::parking::ParkingError> {
         let mut core = Shard::new(id, shards, config.limits.clone());
         core.set_park_after(config.park_after.map_or(0, |d| d.as_millis() as u64));
+        core.set_shared_strategy(config.shared_strategy);
         let pacer = Rc::new(super::pacer::Pacer::new(config.pace));
         Ok(Rc::new(ShardCtx {
             id,

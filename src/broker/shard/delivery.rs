@@ -11,7 +11,7 @@ use crate::broker::message::{Message, Origin, ShardMessage};
 use crate::broker::retain::RetainOutcome;
 use crate::broker::session::{ConnId, Inflight, OutboundState, Queued, SessionId, SubIds};
 use crate::broker::shard_set::ShardSet;
-use crate::broker::shared::SharedPick;
+use crate::broker::shared::{SharedPick, Strategy};
 use crate::broker::subscribers::Subscription;
 use crate::protocol::{encode, Ack, Packet, QoS, Will};
 
@@ -59,8 +59,9 @@ impl Shard {
         // Shared groups: one shard each (see `broker::shared`).
         let mut picks: Vec<(usize, SharedPick)> = Vec::new();
         if !self.shared_interest.is_empty() {
+            let local = (self.shared_strategy == Strategy::Local).then_some(self.id);
             self.shared_interest
-                .picks_for(&msg.topic, |shard, pick| picks.push((shard, pick)));
+                .picks_for(&msg.topic, local, |shard, pick| picks.push((shard, pick)));
         }
         let mut targets = ShardSet::default();
         if msg.retain {

@@ -39,7 +39,7 @@ use super::message::{detached_str, ShardMessage};
 use super::placement::home_shard;
 use super::retain::RetainStore;
 use super::session::{ConnId, Session, SessionId};
-use super::shared::{LocalGroups, SharedInterest};
+use super::shared::{LocalGroups, SharedInterest, Strategy};
 use super::subscribers::{Subscribers, Subscription};
 use super::topic_trie::TopicTrie;
 use crate::protocol::{encode, valid_topic_name, ConnAck, Connect, Packet, ProtocolVersion, Will};
@@ -148,6 +148,7 @@ pub struct Shard {
     /// shards have members (see `broker::shared`).
     shared: LocalGroups,
     shared_interest: SharedInterest,
+    shared_strategy: Strategy,
     /// Enhanced authentication methods offered (none yet).
     auth_methods: Methods,
     next_token: u64,
@@ -193,6 +194,7 @@ impl Shard {
             session_timers: BTreeSet::new(),
             shared: LocalGroups::default(),
             shared_interest: SharedInterest::default(),
+            shared_strategy: Strategy::default(),
             auth_methods: Methods::default(),
             next_token: 1,
             syncs_acked: vec![0; shards],

@@ -160,3 +160,57 @@ fn session_expiry_and_will_delay_follow_the_clock() {
         "will at session end"
     );
 }
+
+/// `--shared-strategy local`: a member on the publisher's shard gets every
+/// message (no hop between cores); `least-inflight`: a member that does
+/// not acknowledge gets fewer than one that does.
+#[test]
+fn strategies_local_and_least_inflight() {
+    use crate::broker::shared::Strategy;
+    let mut sim = Sim::new(2);
+    for s in &mut sim.shards {
+        s.set_shared_strategy(Strategy::Local);
+    }
+    let here = sim.connect(&id_on(0, 2, "here"), true);
+    let there = sim.connect(&id_on(1, 2, "there"), true);
+    let publ = sim.connect(&id_on(0, 2, "pub"), true);
+    sim.subscribe(here, "$share/g/l", QoS::AtMostOnce);
+    sim.subscribe(there, "$share/g/l", QoS::AtMostOnce);
+    sim.settle();
+    let _ = (sim.recv(here), sim.recv(there));
+    for _ in 0..20 {
+        sim.publish(publ, "l", b"m", QoS::AtMostOnce, false, 0);
+        sim.settle();
+    }
+    assert_eq!(publishes(&sim.recv(here)).len(), 20);
+    assert!(sim.recv(there).is_empty());
+
+    let mut sim = Sim::new(1);
+    sim.shards[0].set_shared_strategy(Strategy::LeastInflight);
+    let slow = sim.connect("slow", true);
+    let fast = sim.connect("fast", true);
+    let publ = sim.connect("pub", true);
+    sim.subscribe(slow, "$share/g/q", QoS::AtLeastOnce);
+    sim.subscribe(fast, "$share/g/q", QoS::AtLeastOnce);
+    let _ = (sim.recv(slow), sim.recv(fast));
+    let (mut to_slow, mut to_fast) = (0, 0);
+    for i in 0..40 {
+        sim.publish(publ, "q", b"m", QoS::AtLeastOnce, false, i + 1);
+        to_slow += publishes(&sim.recv(slow)).len();
+        for p in sim.recv(fast) {
+            if let Packet::Publish(p) = p {
+                to_fast += 1;
+                sim.send(
+                    fast,
+                    Packet::PubAck(crate::protocol::Ack {
+                        packet_id: p.packet_id,
+                        reason: 0,
+                        properties: None,
+                    }),
+                );
+            }
+        }
+    }
+    assert_eq!(to_slow + to_fast, 40);
+    assert!(to_slow <= 2, "slow member got {to_slow}, fast {to_fast}");
+}

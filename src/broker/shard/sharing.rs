@@ -8,11 +8,16 @@ use super::delivery::ids_of;
 use super::Shard;
 use crate::broker::message::{Message, ShardMessage};
 use crate::broker::session::{OutboundState, SessionId};
-use crate::broker::shared::{ShareName, SharedPick};
+use crate::broker::shared::{ShareName, SharedPick, Strategy};
 use crate::broker::subscribers::Subscription;
 use crate::protocol::QoS;
 
 impl Shard {
+    /// Sets `--shared-strategy`.
+    pub fn set_shared_strategy(&mut self, strategy: Strategy) {
+        self.shared_strategy = strategy;
+    }
+
     /// Adds `sid` to a shared group; returns whether it was a member. The
     /// group's first local member is announced to every shard (and counted
     /// here), so the SUBACK waits for the barrier like any new interest.
@@ -76,7 +81,15 @@ impl Shard {
                 return;
             }
         }
-        let Some((sid, sub)) = group.choose(connected) else {
+        let chosen = match self.shared_strategy {
+            Strategy::LeastInflight => group.choose_least(connected, |sid| {
+                self.sessions
+                    .get(&sid)
+                    .map_or(usize::MAX, |s| s.inflight.len() + s.queue.len())
+            }),
+            Strategy::RoundRobin | Strategy::Local => group.choose(connected),
+        };
+        let Some((sid, sub)) = chosen else {
             self.stats.dropped_no_member += 1;
             return;
         };
