@@ -76,6 +76,14 @@ fi
 ws_paho() {
     RINGMQ_BIN=target/debug/ringmq timeout 300 .venv/bin/python tests/ws_paho.py
 }
+# MQTT 5.0 semantics with paho-mqtt (58 checks), and Eclipse Paho's own
+# MQTT 5.0 interoperability suite (vendored in tests/paho_interop).
+mqtt5_paho() {
+    RINGMQ_BIN=target/debug/ringmq timeout 300 .venv/bin/python tests/mqtt5_paho.py
+}
+paho_interop() {
+    RINGMQ_BIN=target/debug/ringmq timeout 960 scripts/paho_interop.sh
+}
 ws_browser() {
     (cd tests/browser && RINGMQ_BIN=../../target/debug/ringmq timeout 300 node --test)
 }
@@ -83,6 +91,8 @@ step cargo build
 # The README's first command is `cargo run --release`: it must pick the broker binary.
 step cargo run --quiet -- --version
 step ws_paho
+step mqtt5_paho
+step paho_interop
 step ws_browser
 
 if [ "${#failed[@]}" -gt 0 ]; then
