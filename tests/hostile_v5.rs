@@ -9,30 +9,13 @@ mod common;
 
 use std::time::Duration;
 
-use bytestring::ByteString;
 use common::hostile_kit::*;
 use common::*;
-use ringmq::protocol::{Connect, Packet, Properties, QoS};
+use ringmq::protocol::{Packet, Properties, QoS};
 
-/// Opens a 5.0 connection whose CONNECT carries `props`; panics unless the
-/// CONNACK accepts it.
+/// A 5.0 connection whose CONNECT carries `props`.
 fn connect_v5_with(port: u16, id: &str, props: Properties) -> RawV5 {
-    let mut c = RawV5::open(port);
-    c.send_packet(&Packet::Connect(Box::new(Connect {
-        protocol: V5,
-        clean_start: true,
-        keep_alive: 60,
-        client_id: ByteString::from(id),
-        will: None,
-        username: None,
-        password: None,
-        properties: Some(Box::new(props)),
-    })));
-    match c.read_packet(RECV_TIMEOUT) {
-        Packet::ConnAck(a) => assert_eq!(a.code, 0, "{id}: CONNACK refused: {a:?}"),
-        other => panic!("{id}: expected CONNACK, got {other:?}"),
-    }
-    c
+    RawV5::connect_with(port, id, Some(props)).0
 }
 
 fn long_topic(prefix: &str, i: usize) -> String {

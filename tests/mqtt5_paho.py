@@ -22,10 +22,8 @@ import re
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from collections import namedtuple
@@ -35,8 +33,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
+import ringmq_proc
+
 TIMEOUT = 5.0
-BIN = os.environ.get("RINGMQ_BIN", "target/debug/ringmq")
 SHARDS = 2
 HOST = "127.0.0.1"
 
@@ -48,30 +47,12 @@ class Broker:
     def __init__(self, *extra):
         self.extra = extra
         self.log = tempfile.TemporaryFile(mode="w+")
-        self.proc = subprocess.Popen(
-            [BIN, "--listen", f"mqtt://{HOST}:0", "--shards", str(SHARDS),
-             "--log-level", "info", *extra],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.log,
-            text=True, env=dict(os.environ, NO_COLOR="1"))
-        lines = queue.Queue()
-
-        def pump():
-            for line in self.proc.stdout:
-                lines.put(line.strip())
-            lines.put(None)
-        threading.Thread(target=pump, daemon=True).start()
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                line = None
-            if line is None:
-                self.stop()
-                raise RuntimeError(f"ringmq {' '.join(extra)} printed no ready line: "
-                                   f"{self.log_tail()}")
-            if line.startswith("ready "):
-                break
+        try:
+            self.proc, line = ringmq_proc.start(
+                ["--listen", f"mqtt://{HOST}:0", "--shards", str(SHARDS),
+                 "--log-level", "info", *extra], stderr=self.log)
+        except RuntimeError as e:
+            raise RuntimeError(f"{e}: {self.log_tail()}") from None
         m = re.search(r"mqtt://127\.0\.0\.1:(\d+)", line)
         if not m:
             self.stop()
@@ -83,15 +64,7 @@ class Broker:
         return "".join(self.log.readlines()[-n:]).strip()
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                return self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-                return None
-        return self.proc.returncode
+        return ringmq_proc.stop(self.proc)
 
 
 BROKERS = {}
@@ -1419,8 +1392,8 @@ def main(argv):
     if unknown:
         print(f"unknown checks: {' '.join(unknown)} (--list shows them)")
         return 2
-    if not os.path.exists(BIN):
-        print(f"RINGMQ_BIN {BIN} does not exist (run cargo build first)")
+    if not os.path.exists(ringmq_proc.BIN):
+        print(f"RINGMQ_BIN {ringmq_proc.BIN} does not exist (run cargo build first)")
         return 1
     passed = failed = 0
     try:

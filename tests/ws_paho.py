@@ -15,38 +15,21 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 import traceback
 
 import paho.mqtt.client as mqtt
 
+import ringmq_proc
+
 TIMEOUT = 5.0
-BIN = os.environ.get("RINGMQ_BIN", "target/debug/ringmq")
 
 
 class Broker:
     def __init__(self, *extra):
-        self.proc = subprocess.Popen(
-            [BIN, "--listen", "mqtt://127.0.0.1:0", "--listen", "ws://127.0.0.1:0/mqtt",
-             "--shards", "2", "--log-level", "info", *extra],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            text=True, env=dict(os.environ, NO_COLOR="1"))
-        lines = queue.Queue()
-
-        def pump():
-            for line in self.proc.stdout:
-                lines.put(line.strip())
-        threading.Thread(target=pump, daemon=True).start()
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                self.stop()
-                raise RuntimeError("ringmq printed no ready line within 20 s")
-            if line.startswith("ready "):
-                break
+        self.proc, line = ringmq_proc.start(
+            ["--listen", "mqtt://127.0.0.1:0", "--listen", "ws://127.0.0.1:0/mqtt",
+             "--shards", "2", "--log-level", "info", *extra])
         m = re.search(r"mqtt://127\.0\.0\.1:(\d+)", line)
         w = re.search(r"ws://127\.0\.0\.1:(\d+)(/\S*)", line)
         if not m or not w:
@@ -57,15 +40,7 @@ class Broker:
         self.ws_path = w.group(2)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                return self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-                return None
-        return self.proc.returncode
+        return ringmq_proc.stop(self.proc)
 
 
 class Client:
@@ -232,8 +207,8 @@ TESTS = [v for k, v in list(globals().items()) if k.startswith("test_")]
 def main():
     signal.signal(signal.SIGALRM, lambda *_: (print("ws_paho.py: global timeout"), os._exit(1)))
     signal.alarm(180)
-    if not os.path.exists(BIN):
-        print(f"RINGMQ_BIN {BIN} does not exist (run cargo build first)")
+    if not os.path.exists(ringmq_proc.BIN):
+        print(f"RINGMQ_BIN {ringmq_proc.BIN} does not exist (run cargo build first)")
         return 1
     b = Broker()
     passed = failed = 0

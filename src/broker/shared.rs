@@ -126,18 +126,7 @@ impl LocalGroup {
     /// The next member in round-robin order for which `usable` holds, or
     /// else the next member at all (all offline: one keeps it queued).
     pub fn choose(&self, usable: impl Fn(SessionId) -> bool) -> Option<(SessionId, Subscription)> {
-        let members = self.members.as_slice();
-        if members.is_empty() {
-            return None;
-        }
-        let start = self.next.get();
-        let n = members.len();
-        let at = (0..n)
-            .map(|k| (start + k) % n)
-            .find(|&i| usable(members[i].0));
-        let i = at.unwrap_or(start % n);
-        self.next.set(i + 1);
-        Some(members[i])
+        self.choose_least(usable, |_| 0)
     }
 
     /// The member with the smallest `load` among those for which `usable`

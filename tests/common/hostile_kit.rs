@@ -97,6 +97,14 @@ impl RawV5 {
     }
 
     pub fn connect_packet_as(id: &str, version: ProtocolVersion) -> Packet {
+        RawV5::connect_packet_with(id, version, None)
+    }
+
+    pub fn connect_packet_with(
+        id: &str,
+        version: ProtocolVersion,
+        properties: Option<Properties>,
+    ) -> Packet {
         Packet::Connect(Box::new(Connect {
             protocol: version,
             clean_start: true,
@@ -105,14 +113,23 @@ impl RawV5 {
             will: None,
             username: None,
             password: None,
-            properties: None,
+            properties: properties.map(Box::new),
         }))
     }
 
     /// Connects; panics unless the CONNACK accepts. Returns its properties.
     pub fn connect(port: u16, id: &str) -> (RawV5, Option<Box<Properties>>) {
+        RawV5::connect_with(port, id, None)
+    }
+
+    /// Connects with these CONNECT properties; as [`RawV5::connect`].
+    pub fn connect_with(
+        port: u16,
+        id: &str,
+        props: Option<Properties>,
+    ) -> (RawV5, Option<Box<Properties>>) {
         let mut c = RawV5::open(port);
-        c.send_packet(&RawV5::connect_packet(id));
+        c.send_packet(&RawV5::connect_packet_with(id, V5, props));
         match c.read_packet(RECV_TIMEOUT) {
             Packet::ConnAck(a) => {
                 assert_eq!(a.code, 0, "{id}: CONNACK refused: {a:?}");

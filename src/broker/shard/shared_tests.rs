@@ -3,16 +3,8 @@
 use bytes::Bytes;
 use bytestring::ByteString;
 
-use super::tests::{publishes, Sim};
-use crate::broker::home_shard;
+use super::tests::{id_on, publishes, Sim};
 use crate::protocol::{Packet, QoS};
-
-fn id_on(shard: usize, n: usize, tag: &str) -> String {
-    (0..)
-        .map(|i| format!("{tag}-{i}"))
-        .find(|id| home_shard(id, n) == shard)
-        .unwrap()
-}
 
 /// Members on two shards, the publisher on a third: each message reaches
 /// exactly one member, both members get a share, a plain subscriber gets

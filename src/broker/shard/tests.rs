@@ -25,7 +25,7 @@ pub(super) struct Client {
 }
 
 /// A client id whose home is `shard` among `n`.
-fn id_on(shard: usize, n: usize, tag: &str) -> String {
+pub(super) fn id_on(shard: usize, n: usize, tag: &str) -> String {
     (0..)
         .map(|i| format!("{tag}-{i}"))
         .find(|id| home_shard(id, n) == shard)

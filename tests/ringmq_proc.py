@@ -1,0 +1,52 @@
+"""Starting and stopping a real ringmq for the Python end-to-end scripts.
+
+`start(args, stderr)` runs $RINGMQ_BIN (default target/debug/ringmq) with
+`args`, waits (at most 20 s) for its `ready ...` line and returns the process
+and that line; `stop(proc)` sends SIGTERM and waits (SIGKILL after 5 s).
+"""
+
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+
+BIN = os.environ.get("RINGMQ_BIN", "target/debug/ringmq")
+
+
+def start(args, stderr=subprocess.DEVNULL):
+    proc = subprocess.Popen(
+        [BIN, *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr,
+        text=True, env=dict(os.environ, NO_COLOR="1"))
+    lines = queue.Queue()
+
+    def pump():
+        for line in proc.stdout:
+            lines.put(line.strip())
+        lines.put(None)
+    threading.Thread(target=pump, daemon=True).start()
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            line = lines.get(timeout=max(0.01, deadline - time.monotonic()))
+        except queue.Empty:
+            line = None
+        if line is None:
+            stop(proc)
+            raise RuntimeError(f"ringmq {' '.join(args)} printed no ready line within 20 s")
+        if line.startswith("ready "):
+            return proc, line
+
+
+def stop(proc):
+    """SIGTERM, then SIGKILL after 5 s; returns the exit code (None if killed)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+            return None
+    return proc.returncode
