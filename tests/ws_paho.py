@@ -46,9 +46,10 @@ class Broker:
 class Client:
     """A paho client over WebSocket (or TCP) whose events land in queues."""
 
-    def __init__(self, broker, client_id, transport="websockets", path=None, will=None):
+    def __init__(self, broker, client_id, transport="websockets", path=None, will=None,
+                 protocol=mqtt.MQTTv311, properties=None):
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                             transport=transport, protocol=mqtt.MQTTv311)
+                             transport=transport, protocol=protocol)
         if transport == "websockets":
             self.c.ws_set_options(path=path or broker.ws_path)
             port = broker.ws_port
@@ -62,20 +63,20 @@ class Client:
         self.c.on_connect = lambda c, u, flags, rc, props: self.connacks.put(rc)
         self.c.on_subscribe = lambda c, u, mid, rcs, props: self.subacks.put((mid, rcs))
         self.c.on_message = lambda c, u, msg: self.messages.put(msg)
-        self.c.connect("127.0.0.1", port, keepalive=30)
+        self.c.connect("127.0.0.1", port, keepalive=30, properties=properties)
         self.c.loop_start()
         rc = self.connacks.get(timeout=TIMEOUT)
         assert not rc.is_failure, f"CONNACK refused: {rc}"
 
-    def subscribe(self, topic, qos):
-        result, mid = self.c.subscribe(topic, qos)
+    def subscribe(self, topic, qos, properties=None):
+        result, mid = self.c.subscribe(topic, qos, properties=properties)
         assert result == mqtt.MQTT_ERR_SUCCESS, result
         got_mid, rcs = self.subacks.get(timeout=TIMEOUT)
         assert got_mid == mid
         return [rc.value for rc in rcs]
 
-    def publish(self, topic, payload, qos=0, retain=False):
-        info = self.c.publish(topic, payload, qos=qos, retain=retain)
+    def publish(self, topic, payload, qos=0, retain=False, properties=None):
+        info = self.c.publish(topic, payload, qos=qos, retain=retain, properties=properties)
         info.wait_for_publish(timeout=TIMEOUT)
         assert info.is_published(), f"publish to {topic} at QoS {qos} not acknowledged"
 
@@ -199,6 +200,36 @@ def test_unknown_path_is_refused(b):
     except mqtt.WebsocketConnectionError:
         return
     raise AssertionError("connect to /not-here succeeded")
+
+
+def test_mqtt5_over_websocket(b):
+    """5.0 semantics hold over WebSocket as over TCP: a subscription
+    identifier comes back, user properties and content type pass through,
+    and the remaining message expiry is forwarded (never more than given).
+    (No Topic Alias Maximum: paho-mqtt does not resolve aliases a broker
+    sends; tests/mqtt5_paho.py checks those on the wire.)"""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+    sub = Client(b, "paho-v5-ws-sub", protocol=mqtt.MQTTv5)
+    sprops = Properties(PacketTypes.SUBSCRIBE)
+    sprops.SubscriptionIdentifier = 42
+    assert sub.subscribe("paho/v5/#", 1, properties=sprops) == [1]
+    pub = Client(b, "paho-v5-ws-pub", protocol=mqtt.MQTTv5)
+    for i in range(3):
+        pprops = Properties(PacketTypes.PUBLISH)
+        pprops.UserProperty = [("k", "v1"), ("k", str(i))]
+        pprops.ContentType = "text/plain"
+        pprops.MessageExpiryInterval = 60
+        pub.publish("paho/v5/t", f"m{i}".encode(), 1, properties=pprops)
+        m = sub.recv()
+        assert (m.topic, m.payload) == ("paho/v5/t", f"m{i}".encode()), (m.topic, m.payload)
+        p = m.properties
+        assert p.SubscriptionIdentifier == [42], p
+        assert p.UserProperty == [("k", "v1"), ("k", str(i))], p.UserProperty
+        assert p.ContentType == "text/plain", p
+        assert 1 <= p.MessageExpiryInterval <= 60, p.MessageExpiryInterval
+    pub.close()
+    sub.close()
 
 
 TESTS = [v for k, v in list(globals().items()) if k.startswith("test_")]

@@ -145,6 +145,7 @@ impl Lanes {
 fn apply_batch(ctx: &ShardCtx, src: usize, batch: Vec<ShardMessage>) {
     let weight: usize = batch.iter().map(ShardMessage::weight).sum();
     let mut core = ctx.core.borrow_mut();
+    core.advance_clock(ctx.now());
     core.handle_shard_messages(src, batch);
     ctx.lanes
         .lane(src, ctx.id)

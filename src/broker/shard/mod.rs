@@ -219,6 +219,12 @@ impl Shard {
         self.conns.len()
     }
 
+    /// Moves the core's clock forward (broker ms) before work that does not
+    /// pass the time itself, such as applying other shards' batches.
+    pub fn advance_clock(&mut self, now: u64) {
+        self.now = self.now.max(now);
+    }
+
     /// Sessions held, connected or not.
     pub fn session_count(&self) -> usize {
         self.sessions.len()

@@ -83,8 +83,11 @@ pub(super) fn encode_delivery(conn: &mut Conn, now: u64, out: &Outgoing) -> Resu
         let mut p = msg.properties.as_deref().cloned().unwrap_or_default();
         if let Some(at) = msg.expires_at {
             // What is left, rounded up: a message never reaches a client
-            // with 0 (which would read as "no expiry" to some).
-            p.message_expiry_interval = Some(at.saturating_sub(now).div_ceil(1000).max(1) as u32);
+            // with 0 (which would read as "no expiry" to some), nor with
+            // more than the publisher gave it.
+            let left = at.saturating_sub(now).div_ceil(1000).max(1);
+            let given = p.message_expiry_interval.map_or(u64::MAX, u64::from);
+            p.message_expiry_interval = Some(left.min(given) as u32);
         }
         p.subscription_identifiers = out.sub_ids.to_vec();
         p.topic_alias = match route {
