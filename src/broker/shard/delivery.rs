@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use bytestring::ByteString;
 
-use super::v5::{encode_delivery, Outgoing};
+use super::v5::{self, encode_delivery, Outgoing};
 use super::Shard;
 use crate::broker::message::{Message, Origin, ShardMessage};
 use crate::broker::retain::RetainOutcome;
@@ -179,32 +179,29 @@ impl Shard {
             matches.sort_unstable_by_key(|m| m.sid);
         }
         let msg = Rc::new(msg);
-        let mut ids = Vec::new();
         let mut i = 0;
         while i < matches.len() {
-            let sid = matches[i].sid;
-            let (mut qos, mut rap) = (QoS::AtMostOnce, false);
-            ids.clear();
-            while i < matches.len() && matches[i].sid == sid {
-                let m = &matches[i];
-                qos = qos.max(m.qos);
-                rap |= m.retain_as_published;
-                if m.id != 0 {
-                    ids.push(m.id);
-                }
-                i += 1;
+            let first = matches[i];
+            let mut end = i + 1;
+            while end < matches.len() && matches[end].sid == first.sid {
+                end += 1;
             }
+            // Most sessions match once: no merging, no allocation.
+            let (qos, rap, ids) = if end == i + 1 {
+                (first.qos, first.retain_as_published, ids_of(first.id))
+            } else {
+                let all = &matches[i..end];
+                (
+                    all.iter().map(|m| m.qos).max().unwrap_or(first.qos),
+                    all.iter().any(|m| m.retain_as_published),
+                    all.iter().map(|m| m.id).filter(|&id| id != 0).collect(),
+                )
+            };
+            i = end;
             // Retain is 0 for messages matching established subscriptions
             // [MQTT-3.3.1-9], unless Retain As Published [MQTT-3.3.1-12].
             let retain = rap && msg.retain;
-            self.deliver(
-                sid,
-                &msg,
-                msg.qos.min(qos),
-                retain,
-                ids.as_slice().into(),
-                None,
-            );
+            self.deliver(first.sid, &msg, msg.qos.min(qos), retain, ids, None);
         }
         self.matches = matches;
     }
@@ -224,16 +221,12 @@ impl Shard {
     ) -> bool {
         let limits = &self.limits;
         let (max_queued, max_queued_bytes) = (limits.max_queued, limits.max_queued_bytes);
-        let max_outbox = limits.max_outbox_bytes;
+        let (max_outbox, max_inflight) = (limits.max_outbox_bytes, limits.max_inflight);
         let now = self.now;
-        let Some(session) = self.sessions.get(&sid) else {
-            return false;
-        };
-        let conn_id = session.conn;
-        let cap = self.inflight_cap(conn_id.and_then(|c| self.conns.get(&c)));
         let Some(session) = self.sessions.get_mut(&sid) else {
             return false;
         };
+        let conn_id = session.conn;
         let conn = conn_id
             .and_then(|c| self.conns.get_mut(&c))
             .filter(|c| !c.closing && c.outbox.len() < max_outbox);
@@ -261,7 +254,10 @@ impl Shard {
             return true;
         }
         match conn {
-            Some(conn) if session.inflight.len() < cap && session.queue.is_empty() => {
+            Some(conn)
+                if session.inflight.len() < v5::inflight_cap(max_inflight, Some(conn))
+                    && session.queue.is_empty() =>
+            {
                 let packet_id = session.allocate_packet_id();
                 let out = Outgoing {
                     msg,
@@ -347,16 +343,17 @@ impl Shard {
     pub(super) fn pump_queue(&mut self, sid: SessionId) {
         let max_outbox = self.limits.max_outbox_bytes;
         let now = self.now;
-        let Some(conn_id) = self.sessions.get(&sid).and_then(|s| s.conn) else {
+        let max_inflight = self.limits.max_inflight;
+        let Some(session) = self.sessions.get_mut(&sid) else {
             return;
         };
-        let cap = self.inflight_cap(self.conns.get(&conn_id));
-        let Some(session) = self.sessions.get_mut(&sid) else {
+        let Some(conn_id) = session.conn else {
             return;
         };
         let Some(conn) = self.conns.get_mut(&conn_id).filter(|c| !c.closing) else {
             return;
         };
+        let cap = v5::inflight_cap(max_inflight, Some(conn));
         if session.dropped > 0 && session.queue.len() < self.limits.max_queued / 2 {
             tracing::warn!(
                 shard = self.id,

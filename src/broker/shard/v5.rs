@@ -62,6 +62,7 @@ pub(super) enum Unsent {
 /// a 5.0 client with the remaining expiry, its subscription identifiers
 /// and a topic alias where the client allows them, and only if it fits the
 /// client's Maximum Packet Size.
+#[inline]
 pub(super) fn encode_delivery(conn: &mut Conn, now: u64, out: &Outgoing) -> Result<(), Unsent> {
     let msg = out.msg;
     let Some(v5) = conn.v5.as_deref_mut() else {
@@ -131,10 +132,7 @@ impl Shard {
     /// The most QoS 1/2 messages in flight to `conn` at once: ours, or
     /// fewer if a 5.0 client asked for fewer (its Receive Maximum).
     pub(super) fn inflight_cap(&self, conn: Option<&Conn>) -> usize {
-        let theirs = conn
-            .and_then(|c| c.v5.as_ref())
-            .map_or(usize::MAX, |v| usize::from(v.receive_maximum));
-        self.limits.max_inflight.min(theirs)
+        inflight_cap(self.limits.max_inflight, conn)
     }
 
     /// The CONNACK properties for a 5.0 client: our limits, the id we
@@ -155,6 +153,15 @@ impl Shard {
             shared_subscription_available: Some(1),
             ..Default::default()
         })
+    }
+}
+
+/// `max_inflight`, or fewer if `conn` is a 5.0 client that asked for
+/// fewer (its Receive Maximum).
+pub(super) fn inflight_cap(max_inflight: usize, conn: Option<&Conn>) -> usize {
+    match conn.and_then(|c| c.v5.as_deref()) {
+        Some(v) => max_inflight.min(usize::from(v.receive_maximum)),
+        None => max_inflight,
     }
 }
 
