@@ -1190,6 +1190,26 @@ def test_shared_member_disconnects():
     m1.close()
 
 
+def test_shared_inflight_moves_to_another_member():
+    """A member that never acknowledges and then drops its connection: the QoS 1
+    messages it held unacknowledged go to the other member (on another shard)."""
+    b = broker()
+    hog = Raw(b, id_on(1, "sh9-hog"), props=[(P_RECVMAX, 5)])
+    assert hog.subscribe(("$share/g9/sh9/#", opts(1))) == [1]
+    m1 = Client(b, id_on(0, "sh9-m1"))
+    assert m1.subscribe("$share/g9/sh9/#", 1) == [1]
+    pub = Client(b, id_on(0, "sh9-pub"))
+    sent = publish_n(pub, "sh9/x", 40)
+    held = hog.publishes_for(1.0)
+    assert 0 < len(held) <= 5, f"unacknowledged member got {len(held)} (receive maximum 5)"
+    hog.close()
+    (a,) = collect([m1], 40)
+    assert sorted(a) == sorted(sent), \
+        f"the other member got {len(a)} of 40; {len(held)} were held unacknowledged"
+    pub.close()
+    m1.close()
+
+
 def test_shared_no_local_is_protocol_error():
     # MQTT-3.8.3-4: a Protocol Error. 0x82 is not a SUBACK reason code, so the
     # answer is DISCONNECT 0x82 and the close (section 4.13), not a SUBACK.
