@@ -123,38 +123,40 @@ impl LocalGroups {
 }
 
 impl LocalGroup {
-    /// The next member in round-robin order for which `usable` holds, or
-    /// else the next member at all (all offline: one keeps it queued).
+    /// The next member in round-robin order for which `usable` holds.
     pub fn choose(&self, usable: impl Fn(SessionId) -> bool) -> Option<(SessionId, Subscription)> {
-        self.choose_least(usable, |_| 0)
+        let members = self.members.as_slice();
+        let n = members.len();
+        let start = self.next.get();
+        let i = (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&i| usable(members[i].0))?;
+        self.next.set(i + 1);
+        Some(members[i])
     }
 
     /// The member with the smallest `load` among those for which `usable`
-    /// holds (ties: the first in round-robin order), or else the next
-    /// member at all.
+    /// holds (ties: the first in round-robin order).
     pub fn choose_least(
         &self,
         usable: impl Fn(SessionId) -> bool,
         load: impl Fn(SessionId) -> usize,
     ) -> Option<(SessionId, Subscription)> {
         let members = self.members.as_slice();
-        if members.is_empty() {
-            return None;
-        }
-        let start = self.next.get();
         let n = members.len();
-        let best = (0..n)
+        let start = self.next.get();
+        let i = (0..n)
             .map(|k| (start + k) % n)
             .filter(|&i| usable(members[i].0))
-            .min_by_key(|&i| load(members[i].0));
-        let i = best.unwrap_or(start % n);
+            .min_by_key(|&i| load(members[i].0))?;
         self.next.set(i + 1);
         Some(members[i])
     }
 
-    /// Whether some member satisfies `usable`.
-    pub fn any(&self, usable: impl Fn(SessionId) -> bool) -> bool {
-        self.members.iter().any(|(sid, _)| usable(sid))
+    /// The next member in round-robin order, usable or not (all offline:
+    /// one keeps the message queued).
+    pub fn next_member(&self) -> Option<(SessionId, Subscription)> {
+        self.choose(|_| true)
     }
 }
 
@@ -303,10 +305,10 @@ mod tests {
             .map(|_| g.choose(|sid| sid != 2).unwrap().0)
             .collect();
         assert!(!picked.contains(&2), "{picked:?}");
-        assert!(
-            g.choose(|_| false).is_some(),
-            "all offline: one still keeps it"
-        );
+        assert!(g.choose(|_| false).is_none(), "no usable member");
+        assert!(g.next_member().is_some(), "all offline: one still keeps it");
+        let least = g.choose_least(|sid| sid != 1, |sid| if sid == 3 { 0 } else { 5 });
+        assert_eq!(least.map(|m| m.0), Some(3), "least loaded usable member");
         assert_eq!(groups.remove(&s, 2), (true, false));
         assert_eq!(groups.remove(&s, 1), (true, false));
         assert_eq!(groups.remove(&s, 3), (true, true));

@@ -239,9 +239,9 @@ pub(super) async fn run(
     ctx.wake();
     // Some(transport): silent for --park-after-ms, to be parked.
     let ended = read_loop(&ctx, conn, &stream, transport, &write, buf, version).await;
-    // The broker closed it (or the client sent DISCONNECT): the socket may
-    // still hold what the client sent meanwhile.
-    let linger = matches!(ended, Ok(None));
+    // The broker closed it (or the client sent DISCONNECT, or a packet it
+    // refused): the socket may still hold what the client sent meanwhile.
+    let linger = matches!(ended, Ok(None) | Err(ConnectionError::Decode(_)));
     let park = match ended {
         Ok(park) => park,
         Err(e) => {

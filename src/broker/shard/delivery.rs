@@ -149,12 +149,6 @@ impl Shard {
             self.stats.dropped_expired += 1;
             return;
         }
-        if !shared.is_empty() {
-            let msg = Rc::new(msg.clone());
-            for pick in shared {
-                self.deliver_pick(&msg, pick);
-            }
-        }
         let mut matches = std::mem::take(&mut self.matches);
         matches.clear();
         let publisher = (msg.origin.shard == self.id as u32).then_some(msg.origin.session);
@@ -171,14 +165,18 @@ impl Shard {
                 });
             }
         });
-        if matches.is_empty() {
+        if matches.is_empty() && shared.is_empty() {
             self.matches = matches;
             return;
         }
         if matches.len() > 1 {
             matches.sort_unstable_by_key(|m| m.sid);
         }
+        // One shared copy serves the shared groups and the subscribers.
         let msg = Rc::new(msg);
+        for pick in shared {
+            self.deliver_pick(&msg, pick);
+        }
         let mut i = 0;
         while i < matches.len() {
             let first = matches[i];
@@ -420,25 +418,30 @@ impl Shard {
         };
         // The whole window goes out again at once, past the outbox bound:
         // it is bounded by --max-inflight (see `check_bounds`). Onward
-        // delivery has started, so expiry no longer applies; one now too
-        // large for the client's new maximum is skipped (the client cannot
-        // take it; it stays until the session ends).
+        // delivery has started, so expiry no longer applies. (A smaller
+        // Receive Maximum on the new connection is not applied to this
+        // window: it is resent whole.)
         conn.resent = !session.inflight.is_empty();
         let now = self.now;
-        for f in &session.inflight {
-            match f.state {
-                OutboundState::AwaitingAck => {
-                    let out = Outgoing {
-                        msg: &f.msg,
-                        dup: true,
-                        qos: f.qos,
-                        retain: f.retain,
-                        packet_id: f.packet_id,
-                        sub_ids: &f.sub_ids,
-                    };
-                    let _ = encode_delivery(conn, now, &out);
-                }
-                OutboundState::AwaitingComp => encode(
+        let mut too_large = 0;
+        session.inflight.retain(|f| match f.state {
+            OutboundState::AwaitingAck => {
+                let out = Outgoing {
+                    msg: &f.msg,
+                    dup: true,
+                    qos: f.qos,
+                    retain: f.retain,
+                    packet_id: f.packet_id,
+                    sub_ids: &f.sub_ids,
+                };
+                // Too large for the client's new maximum: discarded as if
+                // delivered [MQTT-3.1.2-25], so it frees its slot.
+                let sent = encode_delivery(conn, now, &out).is_ok();
+                too_large += u64::from(!sent);
+                sent
+            }
+            OutboundState::AwaitingComp => {
+                encode(
                     &Packet::PubRel(Ack {
                         packet_id: f.packet_id,
                         reason: 0,
@@ -446,9 +449,11 @@ impl Shard {
                     }),
                     conn.protocol,
                     &mut conn.outbox,
-                ),
+                );
+                true
             }
-        }
+        });
+        self.stats.dropped_too_large += too_large;
         self.mark_dirty(conn_id);
     }
 
@@ -487,7 +492,11 @@ impl Shard {
                     continue;
                 }
                 let qos = m.qos.min(opts.options.qos);
-                if !self.deliver(sid, m, qos, true, ids_of(opts.id), None) {
+                // Stop once the session can take no more; a message it
+                // cannot take for its size alone does not stop the rest.
+                if !self.deliver(sid, m, qos, true, ids_of(opts.id), None)
+                    && self.delivery_room(sid) == 0
+                {
                     break;
                 }
             }

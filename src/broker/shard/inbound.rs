@@ -111,18 +111,22 @@ impl Shard {
     /// no server DISCONNECT: the socket just closes). Also called by the
     /// server for packets the codec refused (too large, malformed).
     pub fn disconnect_v5(&mut self, conn_id: ConnId, reason: u8, why: &str) {
-        if self.conns.get(&conn_id).is_some_and(|c| c.protocol.is_v5()) {
-            self.write(
-                conn_id,
-                &Packet::Disconnect(Disconnect {
-                    reason,
-                    properties: Some(Box::new(Properties {
-                        reason_string: Some(ByteString::from(why)),
-                        ..Default::default()
-                    })),
-                }),
-            );
-        }
+        let Some(v5) = self.conns.get(&conn_id).and_then(|c| c.v5.as_deref()) else {
+            return;
+        };
+        // The Reason String only if the packet stays within the client's
+        // Maximum Packet Size [MQTT-3.1.2-24] (header, reason, properties).
+        let fits = why.len() + 16 <= v5.max_packet_size as usize;
+        let properties = fits.then(|| {
+            Box::new(Properties {
+                reason_string: Some(ByteString::from(why)),
+                ..Default::default()
+            })
+        });
+        self.write(
+            conn_id,
+            &Packet::Disconnect(Disconnect { reason, properties }),
+        );
     }
 
     /// Encodes `packet` into the connection's outbox.
@@ -271,6 +275,14 @@ impl Shard {
             return Ok(());
         };
         let (sid, v5) = (conn.session, conn.protocol.is_v5());
+        // Refused whole, before any filter takes effect [MQTT-3.8.3-4].
+        let no_local_shared = sub
+            .filters
+            .iter()
+            .any(|r| r.options.no_local && shared::parse(&r.filter).is_some());
+        if no_local_shared {
+            return Err(ProtocolViolation::NoLocalOnSharedSubscription);
+        }
         // 5.0: one Subscription Identifier for every filter of the packet.
         let sub_id = sub
             .properties
@@ -318,10 +330,6 @@ impl Shard {
                     continue;
                 }
             };
-            if share.is_some() && req.options.no_local {
-                // [MQTT-3.8.3-4]
-                return Err(ProtocolViolation::NoLocalOnSharedSubscription);
-            }
             let existed = match &share {
                 Some(share) => {
                     let existed = self.add_shared(sid, share, subscription, &mut new_interest);

@@ -7,7 +7,7 @@ use std::rc::Rc;
 use super::delivery::ids_of;
 use super::Shard;
 use crate::broker::message::{Message, ShardMessage};
-use crate::broker::session::{OutboundState, SessionId};
+use crate::broker::session::SessionId;
 use crate::broker::shared::{ShareName, SharedPick, Strategy};
 use crate::broker::subscribers::Subscription;
 use crate::protocol::QoS;
@@ -63,24 +63,6 @@ impl Shard {
             self.stats.dropped_no_member += 1;
             return;
         };
-        if !group.any(connected) && pick.hops == 0 {
-            if let Some(dst) = self.shared_interest.other_shard(&pick, self.id) {
-                pick.hops = 1;
-                // Only the pick travels: the retained replicas already
-                // have the message.
-                let mut msg = (**msg).clone();
-                msg.retain = false;
-                self.send_to_shard(
-                    dst,
-                    ShardMessage::Publish {
-                        msg,
-                        retain_stamp: 0,
-                        shared: vec![pick],
-                    },
-                );
-                return;
-            }
-        }
         let chosen = match self.shared_strategy {
             Strategy::LeastInflight => group.choose_least(connected, |sid| {
                 self.sessions
@@ -89,10 +71,39 @@ impl Shard {
             }),
             Strategy::RoundRobin | Strategy::Local => group.choose(connected),
         };
-        let Some((sid, sub)) = chosen else {
-            self.stats.dropped_no_member += 1;
-            return;
+        let chosen = match chosen {
+            Some(member) => member,
+            None => {
+                // No connected member here: once, another shard's; else an
+                // offline member's queue.
+                if pick.hops == 0 {
+                    if let Some(dst) = self.shared_interest.other_shard(&pick, self.id) {
+                        pick.hops = 1;
+                        // Only the pick travels: the retained replicas
+                        // already have the message.
+                        let mut msg = (**msg).clone();
+                        msg.retain = false;
+                        self.send_to_shard(
+                            dst,
+                            ShardMessage::Publish {
+                                msg,
+                                retain_stamp: 0,
+                                shared: vec![pick],
+                            },
+                        );
+                        return;
+                    }
+                }
+                match group.next_member() {
+                    Some(member) => member,
+                    None => {
+                        self.stats.dropped_no_member += 1;
+                        return;
+                    }
+                }
+            }
         };
+        let (sid, sub) = chosen;
         let qos = msg.qos.min(sub.options.qos);
         let retain = sub.options.retain_as_published && msg.retain;
         let via = (qos != QoS::AtMostOnce).then(|| Box::new(pick));
@@ -100,8 +111,8 @@ impl Shard {
     }
 
     /// A member's connection ended: the messages it was given for a shared
-    /// group and has not acknowledged (or not yet received) go to another
-    /// member. A QoS 2 message whose PUBREC came stays: it was delivered.
+    /// group and has not received (queued), and the QoS 1 ones it has not
+    /// acknowledged, go to another member. QoS 2 ones stay with it.
     pub(super) fn redistribute_shared(&mut self, sid: SessionId) {
         let Some(session) = self.sessions.get_mut(&sid) else {
             return;
@@ -109,9 +120,12 @@ impl Shard {
         let mut moved = Vec::new();
         let mut kept = std::collections::VecDeque::new();
         for f in session.inflight.drain(..) {
+            // A QoS 2 PUBLISH may have reached the client: its delivery
+            // must complete with this session [MQTT-4.8.2-5]. Only QoS 1
+            // moves (the new member may see a duplicate, as QoS 1 allows).
             match f.via {
-                Some(pick) if f.state == OutboundState::AwaitingAck => moved.push((f.msg, pick)),
-                _ => kept.push_back(f),
+                Some(pick) if f.qos == QoS::AtLeastOnce => moved.push((f.msg, pick)),
+                via => kept.push_back(crate::broker::session::Inflight { via, ..f }),
             }
         }
         session.inflight = kept;
