@@ -158,13 +158,7 @@ impl RawV5 {
 
     pub fn subscribe(&mut self, packet_id: u16, filters: &[(&str, QoS)]) -> Vec<u8> {
         self.send_packet(&subscribe_packet(packet_id, filters));
-        match self.read_packet(RECV_TIMEOUT) {
-            Packet::SubAck(s) => {
-                assert_eq!(s.packet_id, packet_id, "SUBACK packet id");
-                s.codes
-            }
-            other => panic!("expected SUBACK, got {other:?}"),
-        }
+        suback_codes(self.read_packet(RECV_TIMEOUT), packet_id)
     }
 
     pub fn ping(&mut self) {

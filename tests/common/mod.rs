@@ -687,13 +687,7 @@ impl RawClient {
 
     pub fn subscribe(&mut self, packet_id: u16, filters: &[(&str, QoS)]) -> Vec<u8> {
         self.send_packet(&subscribe_packet(packet_id, filters));
-        match self.read_packet(RECV_TIMEOUT) {
-            Packet::SubAck(s) => {
-                assert_eq!(s.packet_id, packet_id, "SUBACK packet id");
-                s.codes
-            }
-            other => panic!("expected SUBACK, got {other:?}"),
-        }
+        suback_codes(self.read_packet(RECV_TIMEOUT), packet_id)
     }
 
     pub fn puback(&mut self, packet_id: u16) {
@@ -829,6 +823,17 @@ pub fn publish_packet(
         payload: Bytes::copy_from_slice(payload),
         properties: None,
     })
+}
+
+/// The codes of `p`, which must be the SUBACK for `packet_id`.
+pub fn suback_codes(p: Packet, packet_id: u16) -> Vec<u8> {
+    match p {
+        Packet::SubAck(s) => {
+            assert_eq!(s.packet_id, packet_id, "SUBACK packet id");
+            s.codes
+        }
+        other => panic!("expected SUBACK, got {other:?}"),
+    }
 }
 
 pub fn subscribe_packet(packet_id: u16, filters: &[(&str, QoS)]) -> Packet {

@@ -393,7 +393,6 @@ impl Shard {
             self.connack_properties(
                 assigned.then_some(&client_id),
                 keep_alive_capped.then_some(keep_alive),
-                None,
             )
         });
         let Some(conn) = self.conns.get_mut(&conn_id) else {

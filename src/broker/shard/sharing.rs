@@ -117,30 +117,35 @@ impl Shard {
         let Some(session) = self.sessions.get_mut(&sid) else {
             return;
         };
+        // In place: nothing is allocated or rebuilt for a session that
+        // holds no shared-group message (most of them).
         let mut moved = Vec::new();
-        let mut kept = std::collections::VecDeque::new();
-        for f in session.inflight.drain(..) {
+        session.inflight.retain_mut(|f| {
             // A QoS 2 PUBLISH may have reached the client: its delivery
             // must complete with this session [MQTT-4.8.2-5]. Only QoS 1
             // moves (the new member may see a duplicate, as QoS 1 allows).
-            match f.via {
-                Some(pick) if f.qos == QoS::AtLeastOnce => moved.push((f.msg, pick)),
-                via => kept.push_back(crate::broker::session::Inflight { via, ..f }),
+            if f.qos != QoS::AtLeastOnce {
+                return true;
             }
-        }
-        session.inflight = kept;
-        let before = session.queue.len();
-        let mut queue = std::mem::take(&mut session.queue);
-        queue.retain_mut(|q| match q.via.take() {
+            match f.via.take() {
+                Some(pick) => {
+                    moved.push((f.msg.clone(), pick));
+                    false
+                }
+                None => true,
+            }
+        });
+        let (mut left, mut bytes) = (0u64, 0usize);
+        session.queue.retain_mut(|q| match q.via.take() {
             Some(pick) => {
+                left += 1;
+                bytes += q.msg.size();
                 moved.push((q.msg.clone(), pick));
                 false
             }
             None => true,
         });
-        let left = (before - queue.len()) as u64;
-        session.queued_bytes = queue.iter().map(|q| q.msg.size()).sum();
-        session.queue = queue;
+        session.queued_bytes -= bytes;
         self.stats.queue_departures += left;
         self.stats.shared_redistributed += moved.len() as u64;
         for (msg, pick) in moved {

@@ -141,7 +141,6 @@ impl Shard {
         &self,
         assigned_id: Option<&bytestring::ByteString>,
         server_keep_alive: Option<u16>,
-        session_expiry: Option<u32>,
     ) -> Box<Properties> {
         Box::new(Properties {
             assigned_client_identifier: assigned_id.cloned(),
@@ -149,7 +148,6 @@ impl Shard {
             maximum_packet_size: Some(self.limits.max_packet_size.min(u32::MAX as usize) as u32),
             topic_alias_maximum: Some(self.limits.max_topic_alias),
             server_keep_alive,
-            session_expiry_interval: session_expiry,
             shared_subscription_available: Some(1),
             ..Default::default()
         })
