@@ -133,6 +133,12 @@ pub struct Cli {
     /// shard's epoll set until it is readable or has output. 0: never park.
     #[arg(long)]
     pub park_after_ms: Option<u64>,
+    /// Reads plus writes per second below which a TCP connection is served
+    /// light: without tasks, from the shard's epoll set, its packets
+    /// handled inline as they come (a device that publishes or pings now
+    /// and then). Needs parking (--park-after-ms not 0). 0: never light.
+    #[arg(long)]
+    pub light_below: Option<u32>,
     /// Microseconds a busy connection's next read or write waits for the
     /// shard's shared tick, so that it takes everything that came meanwhile
     /// in one syscall (less CPU per message, up to one tick more latency
@@ -191,6 +197,7 @@ struct FileConfig {
     max_connections: Option<usize>,
     connect_timeout: Option<u64>,
     park_after_ms: Option<u64>,
+    light_below: Option<u32>,
     shared_strategy: Option<Strategy>,
     pace_us: Option<u64>,
     log_level: Option<String>,
@@ -334,6 +341,9 @@ pub struct Config {
     pub max_connect_rate: u32,
     /// Silence after which a connection is parked; `None`: never.
     pub park_after: Option<Duration>,
+    /// Reads plus writes per second under which a connection is served
+    /// light (`server::light`); 0: never.
+    pub light_below: u32,
     pub shared_strategy: Strategy,
     /// The pacer's tick; zero: no pacing.
     pub pace: Duration,
@@ -485,6 +495,7 @@ impl Config {
                 0 => None,
                 ms => Some(Duration::from_millis(ms)),
             },
+            light_below: pick(cli.light_below, file.light_below, 50),
             shared_strategy: cli
                 .shared_strategy
                 .or(file.shared_strategy)

@@ -1,7 +1,10 @@
 //! Parked connections (`--park-after-ms`): a silent client's connection
-//! gives up its tasks and waits in the shard's epoll set; anything that
-//! concerns it — input, output, keepalive expiry, takeover, EOF — brings it
-//! back, and it behaves exactly as if it had never parked.
+//! gives up its tasks and waits in the shard's epoll set. Served light
+//! (the default, `server::light`), its packets and its output are handled
+//! inline from there, and it is resumed only when it gets busy; with
+//! `--light-below 0` anything that concerns it — input, output, keepalive
+//! expiry, takeover, EOF — brings it back. Either way it behaves exactly as
+//! if it had never parked: every test here runs in both modes.
 
 mod common;
 
@@ -10,8 +13,13 @@ use std::time::{Duration, Instant};
 use common::*;
 use ringmq::protocol::{Packet, QoS};
 
-/// Parks after 100 ms of silence (checked every 500 ms).
-const PARK: &[&str] = &["--park-after-ms", "100"];
+/// Parks after 100 ms of silence (checked every 500 ms); parked
+/// connections are resumed for anything that concerns them.
+const PARK: &[&str] = &["--park-after-ms", "100", "--light-below", "0"];
+/// The same, with parked connections served light (the default).
+const LIGHT: &[&str] = &["--park-after-ms", "100"];
+/// Both ways of serving a parked connection.
+const MODES: [&[&str]; 2] = [PARK, LIGHT];
 
 /// Waits until `at_least` parks in all show in the broker's log.
 fn wait_parked(broker: &Broker, at_least: usize) {
@@ -22,11 +30,19 @@ fn resumed(broker: &Broker) -> usize {
     broker.stderr().matches(" resumed").count()
 }
 
-/// A parked subscriber is resumed by a delivery (QoS 0, 1 and 2), and a
-/// parked publisher by its own PUBLISH.
+/// A parked subscriber gets deliveries (QoS 0, 1 and 2) and a parked
+/// publisher's PUBLISH goes through: resumed for it with `--light-below 0`,
+/// served inline without a resume when light.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parked_clients_publish_and_receive() {
-    let broker = Broker::start_with(PARK);
+    for mode in MODES {
+        parked_clients_publish_and_receive_in(mode).await;
+    }
+}
+
+async fn parked_clients_publish_and_receive_in(mode: &[&str]) {
+    let light = mode == LIGHT;
+    let broker = Broker::start_with(mode);
     let (pub_id, sub_id) = ids_on_different_shards("park-pub", "park-sub");
     let mut sub = MqttClient::connect(broker.port(), &sub_id).await;
     assert_eq!(sub.subscribe("park/#", q(2)).await, vec![2]);
@@ -41,25 +57,38 @@ async fn parked_clients_publish_and_receive() {
         let m = sub.recv_publish().await;
         assert_eq!(&m.payload[..], payload.as_bytes());
         assert_eq!(m.qos, q(qos));
-        assert!(resumed(&broker) > before, "nobody was resumed");
-        // Both go quiet again and park once more.
-        wait_parked(&broker, 2 * (i + 2));
+        if light {
+            assert_eq!(resumed(&broker), before, "a light connection was resumed");
+        } else {
+            assert!(resumed(&broker) > before, "nobody was resumed");
+            // Both go quiet again and park once more.
+            wait_parked(&broker, 2 * (i + 2));
+        }
+    }
+    if light {
+        assert_eq!(resumed(&broker), 0, "a light connection was resumed");
     }
     sub.expect_no_publish(Duration::from_millis(200)).await;
 }
 
 /// PINGREQ to a parked connection is answered; the connection stays up.
+/// Light, it is answered without resuming the connection.
 #[test]
 fn parked_connection_answers_pingreq() {
-    let broker = Broker::start_with(PARK);
-    let (mut c, _) = RawClient::connect(broker.port(), "park-ping", true);
-    for round in 1..=3 {
-        wait_parked(&broker, round);
-        c.send_packet(&Packet::PingReq);
-        assert!(
-            matches!(c.read_packet(Duration::from_secs(3)), Packet::PingResp),
-            "no PINGRESP in round {round}"
-        );
+    for mode in MODES {
+        let broker = Broker::start_with(mode);
+        let (mut c, _) = RawClient::connect(broker.port(), "park-ping", true);
+        for round in 1..=3 {
+            wait_parked(&broker, if mode == LIGHT { 1 } else { round });
+            c.send_packet(&Packet::PingReq);
+            assert!(
+                matches!(c.read_packet(Duration::from_secs(3)), Packet::PingResp),
+                "no PINGRESP in round {round}"
+            );
+        }
+        if mode == LIGHT {
+            assert_eq!(resumed(&broker), 0, "resumed for a PINGREQ");
+        }
     }
 }
 
@@ -67,7 +96,13 @@ fn parked_connection_answers_pingreq() {
 /// 1.5 × keepalive and its will is published.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parked_connection_keepalive_expires_with_will() {
-    let broker = Broker::start_with(PARK);
+    for mode in MODES {
+        parked_connection_keepalive_expires_with_will_in(mode).await;
+    }
+}
+
+async fn parked_connection_keepalive_expires_with_will_in(mode: &[&str]) {
+    let broker = Broker::start_with(mode);
     let (will_id, sub_id) = ids_on_different_shards("park-ka", "park-ka-watch");
     let mut sub = MqttClient::connect(broker.port(), &sub_id).await;
     assert_eq!(sub.subscribe("parkka/will", q(1)).await, vec![1]);
@@ -96,7 +131,13 @@ async fn parked_connection_keepalive_expires_with_will() {
 /// published; one that sends DISCONNECT does not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parked_connection_eof_publishes_will_disconnect_does_not() {
-    let broker = Broker::start_with(PARK);
+    for mode in MODES {
+        parked_connection_eof_publishes_will_disconnect_does_not_in(mode).await;
+    }
+}
+
+async fn parked_connection_eof_publishes_will_disconnect_does_not_in(mode: &[&str]) {
+    let broker = Broker::start_with(mode);
     let (will_id, sub_id) = ids_on_different_shards("park-eof", "park-eof-watch");
     let mut sub = MqttClient::connect(broker.port(), &sub_id).await;
     assert_eq!(sub.subscribe("parkeof/+", q(1)).await, vec![1]);
@@ -123,7 +164,13 @@ async fn parked_connection_eof_publishes_will_disconnect_does_not() {
 /// subscription) goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn takeover_of_a_parked_connection() {
-    let broker = Broker::start_with(PARK);
+    for mode in MODES {
+        takeover_of_a_parked_connection_in(mode).await;
+    }
+}
+
+async fn takeover_of_a_parked_connection_in(mode: &[&str]) {
+    let broker = Broker::start_with(mode);
     let (mut old, _) = RawClient::connect(broker.port(), "park-take", false);
     assert_eq!(old.subscribe(1, &[("take/t", QoS::AtLeastOnce)]), vec![1]);
     wait_parked(&broker, 1);
@@ -139,7 +186,13 @@ async fn takeover_of_a_parked_connection() {
 /// SIGTERM with parked connections closes them and exits promptly.
 #[test]
 fn shutdown_with_parked_connections() {
-    let mut broker = Broker::start_with(PARK);
+    for mode in MODES {
+        shutdown_with_parked_connections_in(mode);
+    }
+}
+
+fn shutdown_with_parked_connections_in(mode: &[&str]) {
+    let mut broker = Broker::start_with(mode);
     let mut clients: Vec<RawClient> = (0..20)
         .map(|i| RawClient::connect(broker.port(), &format!("park-down-{i}"), true).0)
         .collect();
@@ -157,7 +210,13 @@ fn shutdown_with_parked_connections() {
 /// a parked neighbour on the same broker keeps working.
 #[test]
 fn malformed_packet_from_a_parked_connection_closes_only_it() {
-    let broker = Broker::start_with(PARK);
+    for mode in MODES {
+        malformed_packet_from_a_parked_connection_closes_only_it_in(mode);
+    }
+}
+
+fn malformed_packet_from_a_parked_connection_closes_only_it_in(mode: &[&str]) {
+    let broker = Broker::start_with(mode);
     let (mut bad, _) = RawClient::connect(broker.port(), "park-bad", true);
     let (mut good, _) = RawClient::connect(broker.port(), "park-good", true);
     wait_parked(&broker, 2);

@@ -12,6 +12,7 @@ use thiserror::Error;
 use super::admission::Refusal;
 use super::context::ShardCtx;
 use super::io::{self, SharedStream};
+use super::light::LightMeter;
 use super::listener::ListenerKind;
 use super::mesh::{Handoff, MeshItem};
 use super::pacer::Pacer;
@@ -42,9 +43,14 @@ pub enum ConnectionError {
 
 /// Counts an open socket against --max-connections (broker-wide) and in
 /// the shard's `open_sockets` while alive.
-struct SocketSlot(Rc<ShardCtx>);
+pub(super) struct SocketSlot(Rc<ShardCtx>);
 
 impl SocketSlot {
+    /// The slot of a socket already counted (a parked one that closes).
+    pub(super) fn counted(ctx: Rc<ShardCtx>) -> SocketSlot {
+        SocketSlot(ctx)
+    }
+
     /// The socket went to another shard with its broker-wide count: only
     /// this shard's count drops.
     fn pass_on(self) {
@@ -310,6 +316,11 @@ async fn read_loop(
     version: ProtocolVersion,
 ) -> Result<Option<Transport>, ConnectionError> {
     let max = ctx.config.max_packet_size;
+    let mut meter = LightMeter::new(ctx.now(), write.writes.get());
+    let light_below = match ctx.config.park_after {
+        Some(_) if matches!(transport, Transport::Tcp(_)) => ctx.config.light_below,
+        _ => 0,
+    };
     loop {
         while let Some(packet) = protocol::decode(&mut buf, version, max)? {
             let result = ctx.core.borrow_mut().handle_packet(conn, packet, ctx.now());
@@ -322,6 +333,14 @@ async fn read_loop(
             }
         }
         transport.release_if_idle(&mut buf);
+        // A client that reads and writes little is served from the epoll
+        // set from now on (`light`).
+        if light_below > 0
+            && buf.is_empty()
+            && meter.is_light(ctx.now(), write.writes.get(), light_below)
+        {
+            return Ok(Some(transport));
+        }
         // A client that always has data ready never makes this task wait:
         // let the reactor and the other tasks run once the preempt timer
         // says so (`server::PREEMPT_AFTER`).
@@ -340,6 +359,7 @@ async fn read_loop(
         // pacing them would cap a QoS 1/2 subscriber at a window per tick.
         if ctx.core.borrow().awaits_acks(conn) {
             transport.unpace();
+            write.urgent.set(true);
         }
         // Reads are cancel-safe, so a park request may interrupt one.
         let read = futures_lite::future::or(
@@ -356,7 +376,7 @@ async fn read_loop(
         .await?;
         match read {
             Some(0) => return Err(ConnectionError::Eof),
-            Some(_) => {}
+            Some(_) => meter.read(),
             None if buf.is_empty() && transport.is_idle() => return Ok(Some(transport)),
             None => {}
         }
@@ -396,7 +416,7 @@ const MEMORY_HIGH_POLL: std::time::Duration = std::time::Duration::from_millis(5
 async fn write_loop(ctx: Rc<ShardCtx>, conn: ConnId, stream: SharedStream, write: Rc<WriteSide>) {
     loop {
         write.notify.wait().await;
-        if ctx.pacer.is_busy(write.last_write.get()) {
+        if !write.urgent.replace(false) && ctx.pacer.is_busy(write.last_write.get()) {
             // Busy: let the output of this tick gather into one write.
             ctx.pacer.next_tick().await;
         }
@@ -406,6 +426,7 @@ async fn write_loop(ctx: Rc<ShardCtx>, conn: ConnId, stream: SharedStream, write
         let out = write.frame_output(out, closing);
         if !out.is_empty() {
             write.last_write.set(ctx.pacer.stamp());
+            write.writes.set(write.writes.get().wrapping_add(1));
             if let Err(e) = io::write_all_within(&stream, &out, ctx.config.write_timeout).await {
                 if e.kind() == std::io::ErrorKind::TimedOut {
                     tracing::debug!(

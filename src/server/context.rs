@@ -14,6 +14,9 @@ use super::admission::{Admission, ConnectRate};
 use super::notify::Notify;
 use super::transport::WriteSide;
 
+/// Most rounds of one `wake` (see there); what is left waits for the next.
+const WAKE_ROUNDS: usize = 4;
+
 pub struct ShardCtx {
     pub id: usize,
     pub shards: usize,
@@ -83,26 +86,33 @@ impl ShardCtx {
     /// writers of connections with output, the senders of shards with a
     /// batch. Called after every core call; cheap when nothing changed.
     pub fn wake(self: &Rc<Self>) {
-        let mut dirty = self.scratch.borrow_mut();
-        let mut core = self.core.borrow_mut();
-        core.take_dirty_conns(&mut dirty);
-        for dst in core.shards_with_outgoing() {
-            self.mesh_senders[dst].notify();
-        }
-        drop(core);
-        let writers = self.writers.borrow();
-        let mut resume = Vec::new();
-        for conn in dirty.drain(..) {
-            if let Some(w) = writers.get(&conn) {
-                w.notify.notify();
-            } else if self.parking.is_parked(conn) {
-                resume.push(conn);
+        // Writing to a parked connection inline can produce more work (a
+        // will on close, the next queued message): a few rounds catch it.
+        for _ in 0..WAKE_ROUNDS {
+            let mut dirty = self.scratch.borrow_mut();
+            let mut core = self.core.borrow_mut();
+            core.take_dirty_conns(&mut dirty);
+            for dst in core.shards_with_outgoing() {
+                self.mesh_senders[dst].notify();
             }
-        }
-        drop(writers);
-        drop(dirty);
-        for conn in resume {
-            super::parking::resume(self, conn);
+            drop(core);
+            let writers = self.writers.borrow();
+            let mut parked = Vec::new();
+            for conn in dirty.drain(..) {
+                if let Some(w) = writers.get(&conn) {
+                    w.notify.notify();
+                } else if self.parking.is_parked(conn) {
+                    parked.push(conn);
+                }
+            }
+            drop(writers);
+            drop(dirty);
+            if parked.is_empty() {
+                return;
+            }
+            for conn in parked {
+                super::light::flush(self, conn);
+            }
         }
     }
 

@@ -8,6 +8,7 @@ mod admission;
 mod connection;
 mod context;
 mod io;
+mod light;
 mod listener;
 pub mod memory;
 mod mesh;

@@ -48,16 +48,20 @@ pub enum ParkingError {
 }
 
 /// What a parked connection keeps.
-struct Parked {
-    fd: OwnedFd,
-    transport: Transport,
-    version: ProtocolVersion,
+pub(super) struct Parked {
+    pub fd: OwnedFd,
+    pub transport: Transport,
+    pub version: ProtocolVersion,
+    /// Events served inline in the current second (`light`), and when that
+    /// second began (ms on the broker clock).
+    pub events: u32,
+    pub window_start: u64,
 }
 
 /// One shard's parked connections and its epoll set.
 pub struct Parking {
     epoll: OwnedFd,
-    parked: RefCell<HashMap<ConnId, Parked>>,
+    pub(super) parked: RefCell<HashMap<ConnId, Parked>>,
     /// Wakes the waiter task when the first connection is parked.
     first: Notify,
     parks_since_trim: Cell<usize>,
@@ -88,8 +92,11 @@ impl Parking {
     }
 
     fn register(&self, conn: ConnId, fd: RawFd) -> Result<(), ParkingError> {
+        // Level-triggered and lasting: a light connection is read inline
+        // on every event without re-arming, and a socket whose data was not
+        // taken (its connection resumed meanwhile) is reported again.
         let mut event = libc::epoll_event {
-            events: (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT) as u32,
+            events: (libc::EPOLLIN | libc::EPOLLRDHUP) as u32,
             u64: conn,
         };
         // SAFETY: both fds are open; event is a valid epoll_event.
@@ -101,7 +108,7 @@ impl Parking {
         Ok(())
     }
 
-    fn unregister(&self, fd: RawFd) {
+    pub(super) fn unregister(&self, fd: RawFd) {
         // SAFETY: a DEL of an fd we registered; failure only means it is gone.
         unsafe {
             libc::epoll_ctl(
@@ -145,6 +152,8 @@ pub fn park(
                 fd,
                 transport,
                 version,
+                events: 0,
+                window_start: ctx.now(),
             },
         );
         was_empty
@@ -157,15 +166,21 @@ pub fn park(
         .set(parking.parks_since_trim.get() + 1);
     ctx.core.borrow_mut().shed_outbox(conn);
     tracing::debug!(shard = ctx.id, conn, "parked");
-    // Output that arrived while the tasks were stopping resumes it at once.
+    // Output that arrived while the tasks were stopping goes out now.
     if ctx.core.borrow().has_output(conn) {
-        resume(ctx, conn);
+        super::light::flush(ctx, conn);
     }
     Ok(())
 }
 
 /// Gives a parked connection its tasks back. No-op if it is not parked.
 pub fn resume(ctx: &Rc<ShardCtx>, conn: ConnId) {
+    resume_with(ctx, conn, BytesMut::new());
+}
+
+/// Gives a parked connection its tasks back, `buffered` being bytes
+/// already read from its socket. No-op if it is not parked.
+pub fn resume_with(ctx: &Rc<ShardCtx>, conn: ConnId, buffered: BytesMut) {
     let Some(p) = ctx.parking.parked.borrow_mut().remove(&conn) else {
         return;
     };
@@ -179,30 +194,78 @@ pub fn resume(ctx: &Rc<ShardCtx>, conn: ConnId) {
         conn,
         stream,
         p.transport,
-        BytesMut::new(),
+        buffered,
         p.version,
     ))
     .detach();
 }
 
-/// The shard's task that waits for parked sockets to become readable. The
-/// wait itself runs on the executor's blocking thread, so the shard is never
-/// blocked; while nothing is parked the task sleeps on a flag.
+/// The shard's task that serves parked sockets when they become readable.
+///
+/// While parked connections are active it polls the epoll set from the
+/// executor itself (`epoll_wait` with no timeout) at a cadence that adapts
+/// to the traffic: every [`POLL_MIN`] while each poll finds a batch, up to
+/// every [`POLL_MAX`] while they are few, so a thousand devices pinging a
+/// second cost a few dozen polls, not a thousand wake-ups. Only when polls
+/// keep finding nothing does the wait move to the executor's blocking
+/// thread (`epoll_wait` for up to [`WAIT_TIMEOUT`]), so an idle shard
+/// sleeps. While nothing is parked the task sleeps on a flag.
 pub async fn waiter(ctx: Rc<ShardCtx>) {
+    let mut interval = POLL_MIN;
+    let mut empty = 0;
+    let mut ready = Vec::with_capacity(EVENTS_PER_WAIT);
     loop {
         if ctx.parking.len() == 0 {
             ctx.parking.first.wait().await;
             continue;
         }
         let epoll = ctx.parking.epoll.as_raw_fd();
-        let ready = glommio::executor()
-            .spawn_blocking(move || wait_readable(epoll))
-            .await;
-        for conn in ready {
-            resume(&ctx, conn);
+        ready.clear();
+        wait_readable(epoll, 0, &mut ready);
+        if ready.is_empty() {
+            empty += 1;
+            if empty < IDLE_POLLS {
+                interval = (interval * 2).min(POLL_MAX);
+                glommio::timer::sleep(interval).await;
+                continue;
+            }
+            empty = 0;
+            ready = glommio::executor()
+                .spawn_blocking(move || {
+                    let mut found = Vec::new();
+                    wait_readable(epoll, WAIT_TIMEOUT.as_millis() as i32, &mut found);
+                    found
+                })
+                .await;
+            interval = POLL_MIN;
+        } else {
+            empty = 0;
         }
+        let served = ready.len();
+        for &conn in &ready {
+            super::light::on_readable(&ctx, conn);
+        }
+        ctx.wake();
+        interval = if served >= BATCH {
+            POLL_MIN
+        } else {
+            (interval * 2).min(POLL_MAX)
+        };
+        glommio::timer::sleep(interval).await;
     }
 }
+
+/// Shortest pause between polls of the epoll set (while busy).
+const POLL_MIN: Duration = Duration::from_millis(1);
+/// Longest pause between polls while parked sockets are active: the most
+/// a light connection's packet waits before it is served.
+const POLL_MAX: Duration = Duration::from_millis(16);
+/// A poll that finds this many ready sockets keeps the cadence at its
+/// quickest.
+const BATCH: usize = 8;
+/// Polls in a row that find nothing before the wait moves to the blocking
+/// thread.
+const IDLE_POLLS: u32 = 3;
 
 /// Hands memory freed by parked connections back to the system after
 /// connections parked (the allocator purges lazily otherwise, and an idle
@@ -214,9 +277,9 @@ pub fn trim_if_due(ctx: &ShardCtx) {
     ctx.parking.parks_since_trim.set(0);
     super::memory::release_freed();
 }
-/// Blocking: waits up to [`WAIT_TIMEOUT`] for parked sockets and returns
-/// their connection ids (each registration is one-shot).
-fn wait_readable(epoll: RawFd) -> Vec<ConnId> {
+/// Waits up to `timeout_ms` (0: not at all) for ready parked sockets and
+/// appends their connection ids to `out`.
+fn wait_readable(epoll: RawFd, timeout_ms: i32, out: &mut Vec<ConnId>) {
     let mut events = [libc::epoll_event { events: 0, u64: 0 }; EVENTS_PER_WAIT];
     // SAFETY: events is a valid array of EVENTS_PER_WAIT entries.
     let n = unsafe {
@@ -224,11 +287,10 @@ fn wait_readable(epoll: RawFd) -> Vec<ConnId> {
             epoll,
             events.as_mut_ptr(),
             EVENTS_PER_WAIT as i32,
-            WAIT_TIMEOUT.as_millis() as i32,
+            timeout_ms,
         )
     };
-    if n <= 0 {
-        return Vec::new();
+    if n > 0 {
+        out.extend(events[..n as usize].iter().map(|e| e.u64));
     }
-    events[..n as usize].iter().map(|e| e.u64).collect()
 }

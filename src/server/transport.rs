@@ -64,6 +64,13 @@ pub struct WriteSide {
     /// connection that receives messages is not silent (not parked), even
     /// if its client sends nothing.
     pub last_write: Cell<u32>,
+    /// Writes so far (wrapping): with the reads, what tells a light
+    /// connection (`light::LightMeter`).
+    pub writes: Cell<u32>,
+    /// The reader took acknowledgements that reopen a full in-flight
+    /// window: the next write goes out at once, not on the tick, or a
+    /// QoS 1/2 subscriber would get one window per tick.
+    pub urgent: Cell<bool>,
 }
 
 impl WriteSide {

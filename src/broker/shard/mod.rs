@@ -509,6 +509,18 @@ impl Shard {
         Some((c.outbox.split(), c.closing))
     }
 
+    /// Puts back the part of `take_output`'s bytes the server could not
+    /// write, ahead of anything queued since.
+    pub fn return_output(&mut self, conn: ConnId, mut unsent: BytesMut) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            if !unsent.is_empty() {
+                unsent.extend_from_slice(&c.outbox);
+                c.outbox = unsent;
+                self.mark_dirty(conn);
+            }
+        }
+    }
+
     /// Forgets a closed connection once the server has finished with it.
     pub fn release(&mut self, conn: ConnId, now: u64) {
         self.now = now;

@@ -1,0 +1,286 @@
+//! Light connections: parked TCP clients served inline from the shard's
+//! epoll set, without tasks, glommio stream or read buffer.
+//!
+//! Why: most MQTT clients are devices that publish or ping now and then.
+//! Served as a busy connection, each of their packets costs a task wake-up,
+//! an io_uring poll armed and cancelled (whose kernel cost grows with the
+//! number of polls armed), and for a parked one a full resume and a park
+//! two seconds later. Served light, a packet costs its share of one
+//! `epoll_wait`, one `recv` into the stack, the broker core's work and one
+//! `send` of the reply: a PINGREQ from a parked client is answered without
+//! resuming it, and ten thousand slow publishers cost what their messages
+//! cost, not what their connections do.
+//!
+//! A connection becomes light when its tasks see fewer than `--light-below`
+//! reads plus writes in a second (`LightMeter`), or when it parks after a
+//! silence. It goes back to tasks (`parking::resume_with`) when it gets
+//! busy (more than four times that rate), when a read leaves half a packet
+//! or fills the stack buffer, when the kernel takes only part of a reply,
+//! or when the broker closes it with something to say (the lingering close
+//! lives in `connection`). WebSocket connections are resumed on every
+//! event, as are all parked connections with `--light-below 0`: their
+//! frames need the transport's decoder.
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+
+use bytes::BytesMut;
+
+use super::connection::SocketSlot;
+use super::context::ShardCtx;
+use super::parking;
+use super::transport::Transport;
+use crate::broker::ConnId;
+use crate::protocol::{self, ProtocolVersion};
+
+/// Bytes one inline read takes; a read that fills it is a busy client.
+const READ_CHUNK: usize = 4096;
+/// Output rounds one flush writes before the connection counts as busy.
+const FLUSH_ROUNDS: usize = 4;
+
+/// Counts a served connection's reads and writes per second, to tell when
+/// it has become light.
+pub struct LightMeter {
+    window_start: u64,
+    at_start_writes: u32,
+    reads: u32,
+    /// Reads plus writes in the last whole second; `None` before one passed.
+    last: Option<u32>,
+}
+
+impl LightMeter {
+    pub fn new(now_ms: u64, writes: u32) -> LightMeter {
+        LightMeter {
+            window_start: now_ms,
+            at_start_writes: writes,
+            reads: 0,
+            last: None,
+        }
+    }
+
+    pub fn read(&mut self) {
+        self.reads += 1;
+    }
+
+    /// Whether the connection was below `below` events a second in the
+    /// last whole second and is so far in this one. `writes` is the
+    /// connection's running count of writes.
+    pub fn is_light(&mut self, now_ms: u64, writes: u32, below: u32) -> bool {
+        let so_far = self.reads + writes.wrapping_sub(self.at_start_writes);
+        if now_ms >= self.window_start + 1000 {
+            self.last = Some(so_far);
+            self.window_start = now_ms;
+            self.at_start_writes = writes;
+            self.reads = 0;
+            return so_far < below;
+        }
+        below > 0 && self.last.is_some_and(|last| last < below) && so_far < below
+    }
+}
+
+/// A parked socket is readable: read it and handle its packets inline, or
+/// resume the connection where inline will not do.
+pub fn on_readable(ctx: &Rc<ShardCtx>, conn: ConnId) {
+    let Some((fd, version, tcp)) = view(ctx, conn) else {
+        return;
+    };
+    if !tcp || ctx.config.light_below == 0 || count_event(ctx, conn) {
+        parking::resume(ctx, conn);
+        return;
+    }
+    let mut scratch = [0u8; READ_CHUNK];
+    // SAFETY: scratch is valid for READ_CHUNK bytes; fd is open while parked.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            scratch.as_mut_ptr().cast(),
+            READ_CHUNK,
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        let e = std::io::Error::last_os_error();
+        if !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+        ) {
+            tracing::debug!(shard = ctx.id, conn, error = %e, "light connection failed");
+            lost(ctx, conn);
+        }
+        return;
+    }
+    let n = n as usize;
+    if n == 0 {
+        tracing::debug!(
+            shard = ctx.id,
+            conn,
+            "light connection closed by the client"
+        );
+        lost(ctx, conn);
+        return;
+    }
+    let mut buf = BytesMut::from(&scratch[..n]);
+    if n == READ_CHUNK {
+        // More is waiting: a busy client.
+        parking::resume_with(ctx, conn, buf);
+        return;
+    }
+    let max = ctx.config.max_packet_size;
+    let now = ctx.now();
+    loop {
+        match protocol::decode(&mut buf, version, max) {
+            Ok(Some(packet)) => {
+                let mut core = ctx.core.borrow_mut();
+                if let Err(violation) = core.handle_packet(conn, packet, now) {
+                    tracing::debug!(shard = ctx.id, conn, %violation, "protocol violation");
+                }
+                if core.is_closing(conn) {
+                    break;
+                }
+            }
+            Ok(None) if buf.is_empty() => break,
+            Ok(None) => {
+                // Half a packet: the rest comes through the tasks.
+                parking::resume_with(ctx, conn, buf);
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(shard = ctx.id, conn, error = %e, "closing a light connection");
+                let mut core = ctx.core.borrow_mut();
+                core.disconnect_v5(conn, e.reason_code(), &e.to_string());
+                core.connection_lost(conn, now);
+                break;
+            }
+        }
+    }
+    flush(ctx, conn);
+}
+
+/// Writes a parked connection's output straight to its socket; resumes it
+/// when that will not do (WebSocket, a reply the kernel takes only part of,
+/// a close with something to say, a flow of output).
+pub fn flush(ctx: &Rc<ShardCtx>, conn: ConnId) {
+    let Some((fd, _, tcp)) = view(ctx, conn) else {
+        return;
+    };
+    if !tcp || ctx.config.light_below == 0 {
+        parking::resume(ctx, conn);
+        return;
+    }
+    for _ in 0..FLUSH_ROUNDS {
+        let Some((mut out, closing)) = ctx.core.borrow_mut().take_output(conn) else {
+            return;
+        };
+        if closing {
+            if out.is_empty() {
+                // Nothing to say (the client sent DISCONNECT): no lingering
+                // close is needed.
+                close(ctx, conn);
+            } else {
+                ctx.core.borrow_mut().return_output(conn, out);
+                parking::resume(ctx, conn);
+            }
+            return;
+        }
+        if out.is_empty() {
+            return;
+        }
+        match send_some(fd, &out) {
+            Ok(sent) if sent == out.len() => {}
+            Ok(sent) => {
+                ctx.core
+                    .borrow_mut()
+                    .return_output(conn, out.split_off(sent));
+                parking::resume(ctx, conn);
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(shard = ctx.id, conn, error = %e, "light connection write failed");
+                lost(ctx, conn);
+                return;
+            }
+        }
+        if count_event(ctx, conn) {
+            parking::resume(ctx, conn);
+            return;
+        }
+        ctx.core.borrow_mut().output_written(conn);
+    }
+    if ctx.core.borrow().has_output(conn) {
+        parking::resume(ctx, conn);
+    }
+}
+
+/// The parked connection's fd, protocol, and whether it is plain TCP.
+fn view(ctx: &ShardCtx, conn: ConnId) -> Option<(RawFd, ProtocolVersion, bool)> {
+    let parked = ctx.parking.parked.borrow();
+    let p = parked.get(&conn)?;
+    Some((
+        p.fd.as_raw_fd(),
+        p.version,
+        matches!(p.transport, Transport::Tcp(_)),
+    ))
+}
+
+/// Counts one inline event; true when the connection has become busy
+/// (more than four times --light-below this second) and should be resumed.
+fn count_event(ctx: &ShardCtx, conn: ConnId) -> bool {
+    let now = ctx.now();
+    let mut parked = ctx.parking.parked.borrow_mut();
+    let Some(p) = parked.get_mut(&conn) else {
+        return false;
+    };
+    if now >= p.window_start + 1000 {
+        p.window_start = now;
+        p.events = 0;
+    }
+    p.events += 1;
+    let busy = ctx.config.light_below.saturating_mul(4).max(1);
+    p.events > busy
+}
+
+/// Writes what the socket takes now without waiting.
+fn send_some(fd: RawFd, data: &[u8]) -> std::io::Result<usize> {
+    let mut off = 0;
+    while off < data.len() {
+        // SAFETY: data[off..] is valid; fd is open while parked.
+        let n = unsafe {
+            libc::send(
+                fd,
+                data[off..].as_ptr().cast(),
+                data.len() - off,
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            return match e.kind() {
+                std::io::ErrorKind::WouldBlock => Ok(off),
+                std::io::ErrorKind::Interrupted => continue,
+                _ => Err(e),
+            };
+        }
+        off += n as usize;
+    }
+    Ok(off)
+}
+
+/// The socket ended (EOF or error): the connection is lost (its will goes
+/// out) and closed here.
+fn lost(ctx: &Rc<ShardCtx>, conn: ConnId) {
+    ctx.core.borrow_mut().connection_lost(conn, ctx.now());
+    close(ctx, conn);
+}
+
+/// Closes a parked connection's socket and forgets the connection.
+fn close(ctx: &Rc<ShardCtx>, conn: ConnId) {
+    let Some(p) = ctx.parking.parked.borrow_mut().remove(&conn) else {
+        return;
+    };
+    ctx.parking.unregister(p.fd.as_raw_fd());
+    drop(p);
+    ctx.core.borrow_mut().release(conn, ctx.now());
+    // The socket was counted while parked.
+    drop(SocketSlot::counted(ctx.clone()));
+    tracing::debug!(shard = ctx.id, conn, "light connection closed");
+}
