@@ -219,7 +219,26 @@ pub async fn serve(
 ) {
     let version = connect.protocol;
     let conn = ctx.core.borrow_mut().connect(*connect, ctx.now());
-    run(ctx, conn, stream, transport, buf, version).await;
+    // Most clients are devices that say little: they start light (served
+    // from the epoll set, `light`) and get tasks only once they are busy.
+    let starts_light = ctx.config.light_below > 0
+        && ctx.config.park_after.is_some()
+        && matches!(transport, Transport::Tcp(_))
+        && buf.is_empty();
+    if !starts_light {
+        run(ctx, conn, stream, transport, buf, version).await;
+        return;
+    }
+    match parking::park(&ctx, conn, stream, transport, version) {
+        // Counted as open while parked (the caller counted it).
+        Ok(()) => {}
+        Err(e) => {
+            tracing::warn!(shard = ctx.id, conn, error = %e, "could not serve a connection light: closing it");
+            ctx.core.borrow_mut().release(conn, ctx.now());
+            drop(SocketSlot(ctx.clone()));
+        }
+    }
+    ctx.wake();
 }
 
 /// Serves a connection the core knows (new, handed off, or resumed from
@@ -279,7 +298,6 @@ pub(super) async fn run(
             if let Ok(stream) = Rc::try_unwrap(stream) {
                 match parking::park(&ctx, conn, stream.into_inner(), transport, version) {
                     Ok(()) => {
-                        ctx.core.borrow_mut().set_parked(conn, true, ctx.now());
                         // The socket stays counted while parked.
                         std::mem::forget(slot);
                         return;
@@ -301,7 +319,7 @@ pub(super) async fn run(
 const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How many messages may wait for other shards before readers pause.
-const MESH_BACKLOG_LIMIT: usize = 64 * 1024;
+pub(super) const MESH_BACKLOG_LIMIT: usize = 64 * 1024;
 
 /// Reads and handles packets until the connection ends (`Ok(None)` or an
 /// error) or should park (`Ok(Some(transport))`: asked to by the shard's

@@ -26,7 +26,7 @@ use std::rc::Rc;
 
 use bytes::BytesMut;
 
-use super::connection::SocketSlot;
+use super::connection::{SocketSlot, MESH_BACKLOG_LIMIT};
 use super::context::ShardCtx;
 use super::parking;
 use super::transport::Transport;
@@ -86,6 +86,10 @@ pub fn on_readable(ctx: &Rc<ShardCtx>, conn: ConnId) {
     };
     if !tcp || ctx.config.light_below == 0 || count_event(ctx, conn) {
         parking::resume(ctx, conn);
+        return;
+    }
+    if must_wait(ctx, conn) {
+        // Level-triggered: the socket is reported again on a later poll.
         return;
     }
     let mut scratch = [0u8; READ_CHUNK];
@@ -209,6 +213,16 @@ pub fn flush(ctx: &Rc<ShardCtx>, conn: ConnId) {
     if ctx.core.borrow().has_output(conn) {
         parking::resume(ctx, conn);
     }
+}
+
+/// Whether reading `conn` must wait, as a served connection's reader
+/// would (`connection::read_loop`): other shards are behind, or the broker
+/// is above its memory mark and this client has nothing in flight whose
+/// acknowledgements would free memory.
+fn must_wait(ctx: &ShardCtx, conn: ConnId) -> bool {
+    let core = ctx.core.borrow();
+    core.outgoing_backlog() + ctx.lanes.in_flight_from(ctx.id) > MESH_BACKLOG_LIMIT
+        || (ctx.admission.memory_high() && !core.has_inflight(conn))
 }
 
 /// The parked connection's fd, protocol, and whether it is plain TCP.

@@ -164,7 +164,11 @@ pub fn park(
     parking
         .parks_since_trim
         .set(parking.parks_since_trim.get() + 1);
-    ctx.core.borrow_mut().shed_outbox(conn);
+    {
+        let mut core = ctx.core.borrow_mut();
+        core.set_parked(conn, true, ctx.now());
+        core.shed_outbox(conn);
+    }
     tracing::debug!(shard = ctx.id, conn, "parked");
     // Output that arrived while the tasks were stopping goes out now.
     if ctx.core.borrow().has_output(conn) {
