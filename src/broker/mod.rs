@@ -14,6 +14,7 @@ pub mod message;
 pub mod placement;
 pub mod retain;
 pub mod session;
+pub mod session_subs;
 pub mod shard;
 pub mod shard_set;
 pub mod shared;

@@ -4,14 +4,15 @@
 //! inbound QoS 2 packet ids that guard exactly-once delivery. It knows
 //! nothing of sockets or encoding: the shard decides what goes on the wire.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::rc::Rc;
 
 use bytestring::ByteString;
 
 use super::message::Message;
+use super::session_subs::SessionSubs;
 use super::shared::SharedPick;
-use crate::protocol::{ProtocolVersion, QoS, SubscriptionOptions, Will};
+use crate::protocol::{ProtocolVersion, QoS, Will};
 
 /// The Subscription Identifiers of the subscriptions a message matched
 /// (5.0); empty (no allocation) for most deliveries.
@@ -74,7 +75,7 @@ pub struct Session {
     pub delayed_will: Option<(Box<Will>, u64)>,
     pub protocol: ProtocolVersion,
     pub conn: Option<ConnId>,
-    pub subscriptions: HashMap<ByteString, SubscriptionOptions>,
+    pub subscriptions: SessionSubs,
     pub inflight: VecDeque<Inflight>,
     pub queue: VecDeque<Queued>,
     /// Topic and payload bytes of the queued messages.
@@ -98,7 +99,7 @@ impl Session {
             delayed_will: None,
             protocol,
             conn: None,
-            subscriptions: HashMap::new(),
+            subscriptions: SessionSubs::default(),
             inflight: VecDeque::new(),
             queue: VecDeque::new(),
             queued_bytes: 0,

@@ -79,17 +79,18 @@ impl LightMeter {
 }
 
 /// A parked socket is readable: read it and handle its packets inline, or
-/// resume the connection where inline will not do.
-pub fn on_readable(ctx: &Rc<ShardCtx>, conn: ConnId) {
-    let Some((fd, version, tcp)) = view(ctx, conn) else {
-        return;
-    };
-    if !tcp || ctx.config.light_below == 0 || count_event(ctx, conn) {
-        parking::resume(ctx, conn);
-        return;
-    }
+/// resume the connection where inline will not do. `now`: the broker clock
+/// (read once per batch of sockets).
+pub fn on_readable(ctx: &Rc<ShardCtx>, conn: ConnId, now: u64) {
     if must_wait(ctx, conn) {
         // Level-triggered: the socket is reported again on a later poll.
+        return;
+    }
+    let Some((fd, version, tcp, busy)) = view(ctx, conn, Some(now)) else {
+        return;
+    };
+    if !tcp || ctx.config.light_below == 0 || busy {
+        parking::resume(ctx, conn);
         return;
     }
     let mut scratch = [0u8; READ_CHUNK];
@@ -130,7 +131,6 @@ pub fn on_readable(ctx: &Rc<ShardCtx>, conn: ConnId) {
         return;
     }
     let max = ctx.config.max_packet_size;
-    let now = ctx.now();
     loop {
         match protocol::decode(&mut buf, version, max) {
             Ok(Some(packet)) => {
@@ -164,7 +164,7 @@ pub fn on_readable(ctx: &Rc<ShardCtx>, conn: ConnId) {
 /// when that will not do (WebSocket, a reply the kernel takes only part of,
 /// a close with something to say, a flow of output).
 pub fn flush(ctx: &Rc<ShardCtx>, conn: ConnId) {
-    let Some((fd, _, tcp)) = view(ctx, conn) else {
+    let Some((fd, _, tcp, _)) = view(ctx, conn, None) else {
         return;
     };
     if !tcp || ctx.config.light_below == 0 {
@@ -204,7 +204,7 @@ pub fn flush(ctx: &Rc<ShardCtx>, conn: ConnId) {
                 return;
             }
         }
-        if count_event(ctx, conn) {
+        if view(ctx, conn, Some(ctx.now())).is_some_and(|(_, _, _, busy)| busy) {
             parking::resume(ctx, conn);
             return;
         }
@@ -225,32 +225,32 @@ fn must_wait(ctx: &ShardCtx, conn: ConnId) -> bool {
         || (ctx.admission.memory_high() && !core.has_inflight(conn))
 }
 
-/// The parked connection's fd, protocol, and whether it is plain TCP.
-fn view(ctx: &ShardCtx, conn: ConnId) -> Option<(RawFd, ProtocolVersion, bool)> {
-    let parked = ctx.parking.parked.borrow();
-    let p = parked.get(&conn)?;
+/// The parked connection's fd, protocol, whether it is plain TCP, and
+/// (when counting, at `now`: one more event) whether it has become busy: more
+/// than four times --light-below events this second, to be resumed. One
+/// lookup for all of it: the parked table is large and read per packet.
+fn view(
+    ctx: &ShardCtx,
+    conn: ConnId,
+    count_at: Option<u64>,
+) -> Option<(RawFd, ProtocolVersion, bool, bool)> {
+    let mut parked = ctx.parking.parked.borrow_mut();
+    let p = parked.get_mut(conn)?;
+    let mut busy = false;
+    if let Some(now) = count_at {
+        if now >= p.window_start + 1000 {
+            p.window_start = now;
+            p.events = 0;
+        }
+        p.events += 1;
+        busy = p.events > ctx.config.light_below.saturating_mul(4).max(1);
+    }
     Some((
         p.fd.as_raw_fd(),
         p.version,
         matches!(p.transport, Transport::Tcp(_)),
+        busy,
     ))
-}
-
-/// Counts one inline event; true when the connection has become busy
-/// (more than four times --light-below this second) and should be resumed.
-fn count_event(ctx: &ShardCtx, conn: ConnId) -> bool {
-    let now = ctx.now();
-    let mut parked = ctx.parking.parked.borrow_mut();
-    let Some(p) = parked.get_mut(&conn) else {
-        return false;
-    };
-    if now >= p.window_start + 1000 {
-        p.window_start = now;
-        p.events = 0;
-    }
-    p.events += 1;
-    let busy = ctx.config.light_below.saturating_mul(4).max(1);
-    p.events > busy
 }
 
 /// Writes what the socket takes now without waiting.
@@ -288,7 +288,7 @@ fn lost(ctx: &Rc<ShardCtx>, conn: ConnId) {
 
 /// Closes a parked connection's socket and forgets the connection.
 fn close(ctx: &Rc<ShardCtx>, conn: ConnId) {
-    let Some(p) = ctx.parking.parked.borrow_mut().remove(&conn) else {
+    let Some(p) = ctx.parking.parked.borrow_mut().remove(conn) else {
         return;
     };
     ctx.parking.unregister(p.fd.as_raw_fd());

@@ -14,6 +14,7 @@ pub mod memory;
 mod mesh;
 mod notify;
 mod pacer;
+mod parked_table;
 mod parking;
 mod preflight;
 mod shard_main;

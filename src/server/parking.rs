@@ -16,7 +16,6 @@
 //! and an idle one pays once.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::time::Duration;
@@ -28,6 +27,7 @@ use thiserror::Error;
 use super::connection;
 use super::context::ShardCtx;
 use super::notify::Notify;
+use super::parked_table::ParkedTable;
 use super::transport::Transport;
 use crate::broker::ConnId;
 use crate::protocol::ProtocolVersion;
@@ -61,7 +61,7 @@ pub(super) struct Parked {
 /// One shard's parked connections and its epoll set.
 pub struct Parking {
     epoll: OwnedFd,
-    pub(super) parked: RefCell<HashMap<ConnId, Parked>>,
+    pub(super) parked: RefCell<ParkedTable<Parked>>,
     /// Wakes the waiter task when the first connection is parked.
     first: Notify,
     parks_since_trim: Cell<usize>,
@@ -77,7 +77,7 @@ impl Parking {
         Ok(Parking {
             // SAFETY: fd is a fresh descriptor nobody else owns.
             epoll: unsafe { OwnedFd::from_raw_fd(fd) },
-            parked: RefCell::new(HashMap::new()),
+            parked: RefCell::new(ParkedTable::default()),
             first: Notify::default(),
             parks_since_trim: Cell::new(0),
         })
@@ -88,7 +88,7 @@ impl Parking {
     }
 
     pub fn is_parked(&self, conn: ConnId) -> bool {
-        self.parked.borrow().contains_key(&conn)
+        self.parked.borrow().contains_key(conn)
     }
 
     fn register(&self, conn: ConnId, fd: RawFd) -> Result<(), ParkingError> {
@@ -185,7 +185,7 @@ pub fn resume(ctx: &Rc<ShardCtx>, conn: ConnId) {
 /// Gives a parked connection its tasks back, `buffered` being bytes
 /// already read from its socket. No-op if it is not parked.
 pub fn resume_with(ctx: &Rc<ShardCtx>, conn: ConnId, buffered: BytesMut) {
-    let Some(p) = ctx.parking.parked.borrow_mut().remove(&conn) else {
+    let Some(p) = ctx.parking.parked.borrow_mut().remove(conn) else {
         return;
     };
     ctx.parking.unregister(p.fd.as_raw_fd());
@@ -246,15 +246,19 @@ pub async fn waiter(ctx: Rc<ShardCtx>) {
             empty = 0;
         }
         let served = ready.len();
+        let now = ctx.now();
         for &conn in &ready {
-            super::light::on_readable(&ctx, conn);
+            super::light::on_readable(&ctx, conn, now);
         }
         ctx.wake();
-        interval = if served >= BATCH {
-            POLL_MIN
-        } else {
-            (interval * 2).min(POLL_MAX)
-        };
+        // Aim at a batch of BATCH_LOW..BATCH_HIGH sockets per poll: a
+        // quieter cadence costs fewer wake-ups, a quicker one keeps batches
+        // (and the time a packet waits) small.
+        if served >= BATCH_HIGH {
+            interval = (interval / 2).max(POLL_MIN);
+        } else if served < BATCH_LOW {
+            interval = (interval * 2).min(POLL_MAX);
+        }
         glommio::timer::sleep(interval).await;
     }
 }
@@ -264,9 +268,10 @@ const POLL_MIN: Duration = Duration::from_millis(1);
 /// Longest pause between polls while parked sockets are active: the most
 /// a light connection's packet waits before it is served.
 const POLL_MAX: Duration = Duration::from_millis(16);
-/// A poll that finds this many ready sockets keeps the cadence at its
-/// quickest.
-const BATCH: usize = 8;
+/// Fewer ready sockets than this in a poll: poll less often.
+const BATCH_LOW: usize = 8;
+/// This many or more: poll more often.
+const BATCH_HIGH: usize = 64;
 /// Polls in a row that find nothing before the wait moves to the blocking
 /// thread.
 const IDLE_POLLS: u32 = 3;
