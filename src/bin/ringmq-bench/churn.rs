@@ -63,9 +63,11 @@ pub fn run(cfg: Config) -> Value {
         })
         .collect();
     let mut samples: Vec<Option<ProcSample>> = Vec::with_capacity(n + 1);
+    let mut own = Vec::with_capacity(n + 1);
     for k in 0..=n {
         fr::sleep_until(&ctl, plan.start_ns(k));
         samples.push(fr::sample(&cfg));
+        own.push(fr::own_cpu());
         if k > 0 {
             let c = &ctl.steps[k - 1];
             eprintln!(
@@ -125,6 +127,7 @@ pub fn run(cfg: Config) -> Value {
                 "duplicated": rx.duplicated,
                 "latency_us": stats::latency_json(&rx.hist),
                 "broker": broker_step(samples[k], samples[k + 1]),
+                "bench_cpu_seconds": round3(own[k + 1] - own[k]),
             })
         })
         .collect();

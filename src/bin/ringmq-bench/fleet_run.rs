@@ -135,6 +135,12 @@ pub fn sample(cfg: &Config) -> Option<ProcSample> {
     cfg.args.broker_pid.and_then(stats::sample)
 }
 
+/// This process's CPU seconds so far: on a shared machine the load generator's own sends
+/// can be what limits a step, and the report should say so.
+pub fn own_cpu() -> f64 {
+    stats::sample(std::process::id()).map_or(0.0, |s| s.cpu_s)
+}
+
 /// What connecting cost: time, failures by cause, latency, the broker's RSS once open.
 pub fn connect_json(
     out: &WorkerOut,

@@ -83,9 +83,11 @@ pub fn run(cfg: Config) -> Value {
     ctl.t0_ns.store(t0, Ordering::Release);
     let step_ns = a.step_secs * 1_000_000_000;
     let mut samples: Vec<Option<ProcSample>> = Vec::with_capacity(n + 1);
+    let mut own = Vec::with_capacity(n + 1);
     for k in 0..=n {
         fr::sleep_until(&ctl, t0 + k as u64 * step_ns);
         samples.push(fr::sample(&cfg));
+        own.push(fr::own_cpu());
         if k > 0 {
             let c = &ctl.steps[k - 1];
             eprintln!(
@@ -99,7 +101,11 @@ pub fn run(cfg: Config) -> Value {
     let drain_secs = drain(&ctl, copies);
     let out = fr::finish(&ctl, handles, n);
     let steps: Vec<Value> = (0..n)
-        .map(|k| step_json(&cfg, &ctl, &out, k, copies, samples[k], samples[k + 1]))
+        .map(|k| {
+            let mut v = step_json(&cfg, &ctl, &out, k, copies, samples[k], samples[k + 1]);
+            v["bench_cpu_seconds"] = json!(round3(own[k + 1] - own[k]));
+            v
+        })
         .collect();
     json!({
         "label": a.label,
