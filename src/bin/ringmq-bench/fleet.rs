@@ -194,7 +194,8 @@ impl Worker {
         plan.t0_ns = t0;
         self.plan = Some(plan);
         for i in 0..self.slots.len() {
-            if self.slots[i].phase == Phase::Ready {
+            let s = &self.slots[i];
+            if s.phase == Phase::Ready && matches!(s.role, Role::Publisher { .. }) {
                 self.start_role(i, self.ctl.now_ns());
             }
         }
@@ -325,8 +326,9 @@ impl Worker {
             .connect_hist
             .saturating_record(now.saturating_sub(s.opened_ns).max(1));
         self.ctl.ready.fetch_add(1, Ordering::Relaxed);
-        self.ensure_plan();
+        // Before ensure_plan: a plan that appears now arms every ready publisher, this one too.
         self.start_role(i, now);
+        self.ensure_plan();
     }
 
     fn expire_handshakes(&mut self, now: u64) {
