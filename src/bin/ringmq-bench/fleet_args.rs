@@ -19,18 +19,28 @@ pub fn is_fleet(s: Scenario) -> bool {
     )
 }
 
+/// The scenario's name as given on the command line.
+pub fn name(s: Scenario) -> &'static str {
+    match s {
+        Scenario::IotFanin => "iot-fanin",
+        Scenario::IotPairs => "iot-pairs",
+        Scenario::Churn => "churn",
+        _ => "idle-fleet",
+    }
+}
+
 pub fn validate(
     args: Args,
     target: SocketAddr,
     version: ProtocolVersion,
     qos: QoS,
 ) -> Result<Config, String> {
-    let sc = args.scenario;
+    let sc = name(args.scenario);
     if args.transport != Transport::Tcp {
-        return Err(format!("{sc:?}: plain TCP only (--transport tcp)"));
+        return Err(format!("{sc}: plain TCP only (--transport tcp)"));
     }
     if qos == QoS::ExactlyOnce {
-        return Err(format!("{sc:?}: --qos 0 or 1"));
+        return Err(format!("{sc}: --qos 0 or 1"));
     }
     if args.threads == 0 || args.threads > 64 {
         return Err("--threads must be 1..=64".into());
@@ -38,7 +48,7 @@ pub fn validate(
     if args.step_secs == 0 || args.step_secs > 300 {
         return Err("--step-secs must be 1..=300".into());
     }
-    let (publishers, subscribers, connections) = match sc {
+    let (publishers, subscribers, connections) = match args.scenario {
         Scenario::IotFanin => {
             let p = args.publishers.unwrap_or(1000);
             (p, args.subscribers.unwrap_or(1), 0)
@@ -53,7 +63,7 @@ pub fn validate(
         Scenario::Churn => (0, 1, 0),
         _ => (0, 0, args.connections.unwrap_or(15_000)),
     };
-    let default_rate = match sc {
+    let default_rate = match args.scenario {
         Scenario::IotFanin => 10_000,
         Scenario::IotPairs => 5_000,
         _ => 1_000,
@@ -65,7 +75,7 @@ pub fn validate(
     if args.rates.len() > MAX_STEPS || args.rates.contains(&0) {
         return Err(format!("--rates: 1 to {MAX_STEPS} steps, each at least 1"));
     }
-    match sc {
+    match args.scenario {
         Scenario::IotFanin | Scenario::IotPairs if publishers == 0 || subscribers == 0 => {
             return Err("need at least one publisher and one subscriber".into());
         }

@@ -109,7 +109,7 @@ pub fn run(cfg: Config) -> Value {
         .collect();
     json!({
         "label": a.label,
-        "scenario": scenario_name(a.scenario),
+        "scenario": crate::fleet_args::name(a.scenario),
         "mqtt": if cfg.version.is_v5() { 5 } else { 3 },
         "qos": cfg.qos as u8,
         "payload": a.payload,
@@ -130,15 +130,6 @@ pub fn run(cfg: Config) -> Value {
         "broker": samples[n].map(|s| json!({ "peak_rss_kb": s.hwm_kb, "rss_kb": s.rss_kb })),
         "errors": fr::errors(&ctl),
     })
-}
-
-pub fn scenario_name(s: Scenario) -> &'static str {
-    match s {
-        Scenario::IotFanin => "iot-fanin",
-        Scenario::IotPairs => "iot-pairs",
-        Scenario::Churn => "churn",
-        _ => "idle-fleet",
-    }
 }
 
 /// Until every expected copy arrived, nothing arrived for 1 s, or 3 s passed.
