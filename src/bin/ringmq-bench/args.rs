@@ -63,16 +63,18 @@ pub struct Args {
     /// QoS of publishes and subscriptions: 0, 1 or 2.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
     pub qos: u8,
-    /// p2p: publisher/subscriber pairs (same as --publishers N --subscribers N).
+    /// p2p, iot-pairs (default 5,000): publisher/subscriber pairs (p2p: same as
+    /// --publishers N --subscribers N).
     #[arg(long)]
     pub pairs: Option<usize>,
-    /// Publishing connections (p2p default 4, fanout 1, fanin 16).
+    /// Publishing connections (p2p default 4, fanout 1, fanin 16, iot-fanin 1,000).
     #[arg(long)]
     pub publishers: Option<usize>,
-    /// Subscribing connections (p2p: = publishers, fanout default 16, fanin 2).
+    /// Subscribing connections (p2p: = publishers, fanout default 16, fanin 2, iot-fanin 1).
     #[arg(long)]
     pub subscribers: Option<usize>,
-    /// fanin: subscribe with `$share/g/bench/fanin/+` (reports what arrives).
+    /// fanin, iot-fanin: the subscribers form one group, `$share/g/.../fanin/+`, so each
+    /// message should arrive once at the group.
     #[arg(long)]
     pub shared: bool,
     /// Payload bytes (at least 16; the first 20 carry ts, publisher id, seq when they fit).
