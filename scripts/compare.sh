@@ -355,6 +355,10 @@ def iot_best(r):
         if step_ok(r, s):
             best = s
     return best
+def saturated(s):
+    # The whole machine (broker, load generator, anything else) had no core left in this step.
+    m = s.get("machine") or {}
+    return " *" if m.get("cores") and m.get("busy_cores", 0) >= 0.95 * m["cores"] else ""
 def ms(s, key="latency_us", q="p99"):
     return (s.get(key) or {}).get(q, 0) / 1000
 def churn_best(r):
@@ -384,6 +388,7 @@ if iot:
                 note = ""
                 if s.get("sent_per_s", 0) < 0.95 * s.get("offered_per_s", 0):
                     note = f" (sent {s.get('sent_per_s', 0)/1000:.0f}k)"
+                note += saturated(s)
                 tried.append(f"{s['offered_per_s']//1000}k: {s.get('received_per_s', 0)/1000:.1f}k, {s.get('lost', 0)}, {ms(s):.1f}{note}")
             b = iot_best(r)
             rss = c.get("broker_rss_open_kb")
@@ -401,7 +406,7 @@ if iot:
                   "| --- | ---: | ---: | --- |"]
         for broker, r in sorted(churn.items(), key=order):
             tried = [f"{s['offered_per_s']}: {s.get('completed_per_s', 0):,.0f}, {s.get('failed', 0)}, {s.get('lost', 0)}, "
-                     f"{ms(s, 'connack_latency_us', 'p50'):.1f}/{ms(s, 'connack_latency_us'):.1f}" for s in r.get("steps", [])]
+                     f"{ms(s, 'connack_latency_us', 'p50'):.1f}/{ms(s, 'connack_latency_us'):.1f}{saturated(s)}" for s in r.get("steps", [])]
             b = churn_best(r)
             lines.append(f"| {broker} | {b['offered_per_s'] if b else 0:,.0f} | {ms(b, 'connack_latency_us') if b else 0:.1f} | {'; '.join(tried)} |")
     idle = [(n, by) for n, by in iot.items() if n.startswith("idle")]
@@ -476,7 +481,10 @@ if iot:
         lines += [f"| {a} | {v} | {x} | {'yes' if ok else 'NO'} |" for a, v, x, ok in t]
     lines += ["", "Loss per step = sent in that step × copies − received (after a drain of at most 3 s once the last step "
               "ends). A step marked '(sent Nk)' was not offered in full: the publishers' QoS 1 windows were full (broker "
-              "back-pressure) or the load generator, on the same cores, could not send faster (see bench_cpu_seconds in the raw JSON)."]
+              "back-pressure) or the load generator, on the same cores, could not send faster (see bench_cpu_seconds in the raw JSON). "
+              "A step marked * had every core of the machine busy (broker, load generator and anything else running): "
+              "there the load generator competes with the broker, and CPU-s per delivery leaves out the kernel's softirq "
+              "time (loopback TCP receive work, charged to no process; machine.softirq_seconds in the raw JSON)."]
 # chart.svg: sustained msg/s and deliveries per CPU-second at 80 k msg/s, per broker (no
 # plotting dependency: a hand-written SVG bar chart).
 colors = {"ringmq": "#2e7d32", "mosquitto": "#1565c0", "rumqttd": "#ef6c00"}

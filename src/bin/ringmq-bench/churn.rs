@@ -64,10 +64,12 @@ pub fn run(cfg: Config) -> Value {
         .collect();
     let mut samples: Vec<Option<ProcSample>> = Vec::with_capacity(n + 1);
     let mut own = Vec::with_capacity(n + 1);
+    let mut mach = Vec::with_capacity(n + 1);
     for k in 0..=n {
         fr::sleep_until(&ctl, plan.start_ns(k));
         samples.push(fr::sample(&cfg));
         own.push(fr::own_cpu());
+        mach.push(fr::machine_cpu());
         if k > 0 {
             let c = &ctl.steps[k - 1];
             eprintln!(
@@ -128,6 +130,7 @@ pub fn run(cfg: Config) -> Value {
                 "latency_us": stats::latency_json(&rx.hist),
                 "broker": broker_step(samples[k], samples[k + 1]),
                 "bench_cpu_seconds": round3(own[k + 1] - own[k]),
+                "machine": fr::machine_step(mach[k], mach[k + 1], secs),
             })
         })
         .collect();

@@ -135,6 +135,36 @@ pub fn sample(cfg: &Config) -> Option<ProcSample> {
     cfg.args.broker_pid.and_then(stats::sample)
 }
 
+/// The whole machine's CPU seconds so far from /proc/stat: (busy, softirq). Softirq time
+/// (loopback TCP's receive work) is charged to no process, and other work on the machine
+/// shows here too, so a step where the machine was saturated can be told apart.
+pub fn machine_cpu() -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let (idle, iowait) = (*f.get(3)?, *f.get(4)?);
+    let busy: u64 = f.iter().take(8).sum::<u64>() - idle - iowait;
+    // SAFETY: sysconf has no preconditions.
+    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    Some((busy as f64 / tck, *f.get(6)? as f64 / tck))
+}
+
+/// What the whole machine did between two [`machine_cpu`] readings over `secs`.
+pub fn machine_step(a: Option<(f64, f64)>, b: Option<(f64, f64)>, secs: f64) -> Value {
+    match (a, b) {
+        (Some(a), Some(b)) => json!({
+            "busy_cores": round3((b.0 - a.0) / secs.max(1e-9)),
+            "softirq_seconds": round3(b.1 - a.1),
+            "cores": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }),
+        _ => Value::Null,
+    }
+}
+
 /// This process's CPU seconds so far: on a shared machine the load generator's own sends
 /// can be what limits a step, and the report should say so.
 pub fn own_cpu() -> f64 {

@@ -84,10 +84,12 @@ pub fn run(cfg: Config) -> Value {
     let step_ns = a.step_secs * 1_000_000_000;
     let mut samples: Vec<Option<ProcSample>> = Vec::with_capacity(n + 1);
     let mut own = Vec::with_capacity(n + 1);
+    let mut mach = Vec::with_capacity(n + 1);
     for k in 0..=n {
         fr::sleep_until(&ctl, t0 + k as u64 * step_ns);
         samples.push(fr::sample(&cfg));
         own.push(fr::own_cpu());
+        mach.push(fr::machine_cpu());
         if k > 0 {
             let c = &ctl.steps[k - 1];
             eprintln!(
@@ -104,6 +106,7 @@ pub fn run(cfg: Config) -> Value {
         .map(|k| {
             let mut v = step_json(&cfg, &ctl, &out, k, copies, samples[k], samples[k + 1]);
             v["bench_cpu_seconds"] = json!(round3(own[k + 1] - own[k]));
+            v["machine"] = fr::machine_step(mach[k], mach[k + 1], a.step_secs as f64);
             v
         })
         .collect();
