@@ -19,6 +19,15 @@ pub enum Scenario {
     /// that never read, ping flood, connection storm) while a probe client
     /// measures latency; then: is the broker alive, does it still serve.
     Hostile,
+    /// Many slow publishers (a topic each, `bench/fanin/<i>`) → a few consumers of
+    /// `bench/fanin/+` (or one `$share` group with `--shared`), at the totals of `--rates`.
+    IotFanin,
+    /// `--pairs` low-rate publisher/subscriber pairs, a topic each, at the totals of `--rates`.
+    IotPairs,
+    /// Clients that connect, publish one message, disconnect; `--rates` in connections/s.
+    Churn,
+    /// `--connections` clients each holding one subscription and pinging every `--keepalive` s.
+    IdleFleet,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,7 +37,13 @@ pub enum Transport {
 }
 
 #[derive(Parser, Debug, Clone)]
-#[command(about = "MQTT load generator (loopback only): p2p, fanout, fanin, storm, hostile")]
+#[command(
+    about = "MQTT load generator (loopback only): p2p, fanout, fanin, storm, hostile, \
+             iot-fanin, iot-pairs, churn, idle-fleet",
+    after_help = "The many-connection scenarios (iot-fanin, iot-pairs, churn, idle-fleet) run \
+                  MQTT 3.1.1 or 5 over plain TCP only, QoS 0 or 1, a few threads each driving \
+                  thousands of non-blocking connections."
+)]
 pub struct Args {
     #[arg(long, value_enum, default_value = "p2p")]
     pub scenario: Scenario,
@@ -48,16 +63,18 @@ pub struct Args {
     /// QoS of publishes and subscriptions: 0, 1 or 2.
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=2))]
     pub qos: u8,
-    /// p2p: publisher/subscriber pairs (same as --publishers N --subscribers N).
+    /// p2p, iot-pairs (default 5,000): publisher/subscriber pairs (p2p: same as
+    /// --publishers N --subscribers N).
     #[arg(long)]
     pub pairs: Option<usize>,
-    /// Publishing connections (p2p default 4, fanout 1, fanin 16).
+    /// Publishing connections (p2p default 4, fanout 1, fanin 16, iot-fanin 1,000).
     #[arg(long)]
     pub publishers: Option<usize>,
-    /// Subscribing connections (p2p: = publishers, fanout default 16, fanin 2).
+    /// Subscribing connections (p2p: = publishers, fanout default 16, fanin 2, iot-fanin 1).
     #[arg(long)]
     pub subscribers: Option<usize>,
-    /// fanin: subscribe with `$share/g/bench/fanin/+` (reports what arrives).
+    /// fanin, iot-fanin: the subscribers form one group, `$share/g/.../fanin/+`, so each
+    /// message should arrive once at the group.
     #[arg(long)]
     pub shared: bool,
     /// Payload bytes (at least 16; the first 20 carry ts, publisher id, seq when they fit).
@@ -78,16 +95,35 @@ pub struct Args {
     /// Seconds a connection (TCP, upgrade, CONNACK, SUBACK) may take.
     #[arg(long, default_value_t = 5)]
     pub connect_timeout: u64,
-    /// storm: connections to open.
-    #[arg(long, default_value_t = 1000)]
-    pub connections: usize,
-    /// storm: connections opened per second (0 = as fast as possible).
-    #[arg(long, default_value_t = 500)]
-    pub connect_rate: u64,
+    /// storm (default 1,000), idle-fleet (default 15,000): connections to open.
+    #[arg(long)]
+    pub connections: Option<usize>,
+    /// storm (default 500), fleet scenarios (default 5,000): connections opened per second
+    /// (0 = as fast as possible).
+    #[arg(long)]
+    pub connect_rate: Option<u64>,
+    /// iot-fanin, iot-pairs: total offered msg/s of each step; churn: connections/s of each
+    /// step (comma-separated, e.g. 20000,40000,80000).
+    #[arg(long, value_delimiter = ',')]
+    pub rates: Vec<u64>,
+    /// Seconds each step of --rates lasts.
+    #[arg(long, default_value_t = 5)]
+    pub step_secs: u64,
+    /// churn: client connections in progress at most (an offered start beyond it is skipped
+    /// and counted).
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
+    /// idle-fleet: keep-alive seconds; each client sends PINGREQ this often.
+    #[arg(long, default_value_t = 60)]
+    pub keepalive: u16,
+    /// idle-fleet: seconds of measurement once every client has pinged once.
+    #[arg(long, default_value_t = 60)]
+    pub window: u64,
     /// storm: seconds to hold the connections idle once all are open.
     #[arg(long, default_value_t = 5)]
     pub hold: u64,
-    /// storm: client threads holding the sockets.
+    /// storm: client threads holding the sockets; fleet scenarios: publishing threads
+    /// (subscribers get threads of their own).
     #[arg(long, default_value_t = 4)]
     pub threads: usize,
     /// Broker process id: report its CPU seconds and RSS (from /proc).
@@ -110,6 +146,9 @@ pub struct Config {
     pub qos: QoS,
     pub publishers: usize,
     pub subscribers: usize,
+    /// storm, idle-fleet: connections to open.
+    pub connections: usize,
+    pub connect_rate: u64,
 }
 
 impl Config {
@@ -122,7 +161,11 @@ impl Config {
 pub const MAX_PUBSUB_CONNECTIONS: usize = 1000;
 
 pub fn parse() -> Result<Config, String> {
-    let args = Args::parse();
+    validate(Args::parse())
+}
+
+/// Checks `args` and derives the [`Config`].
+pub fn validate(args: Args) -> Result<Config, String> {
     let ip = loopback_ip(&args.host)
         .ok_or_else(|| format!("refusing non-loopback host {:?}", args.host))?;
     let version = match args.mqtt {
@@ -139,8 +182,11 @@ pub fn parse() -> Result<Config, String> {
     if args.drain > 5 {
         return Err("--drain is at most 5 seconds".into());
     }
-    if args.shared && args.scenario != Scenario::Fanin {
-        return Err("--shared only applies to --scenario fanin".into());
+    if args.shared && !matches!(args.scenario, Scenario::Fanin | Scenario::IotFanin) {
+        return Err("--shared only applies to --scenario fanin or iot-fanin".into());
+    }
+    if crate::fleet_args::is_fleet(args.scenario) {
+        return crate::fleet_args::validate(args, SocketAddr::new(ip, 0), version, qos);
     }
     let (publishers, subscribers) = match args.scenario {
         Scenario::P2p => {
@@ -152,7 +198,7 @@ pub fn parse() -> Result<Config, String> {
         }
         Scenario::Fanout => (args.publishers.unwrap_or(1), args.subscribers.unwrap_or(16)),
         Scenario::Fanin => (args.publishers.unwrap_or(16), args.subscribers.unwrap_or(2)),
-        Scenario::Storm | Scenario::Hostile => (0, 0),
+        _ => (0, 0),
     };
     if args.scenario == Scenario::Hostile {
         if args.transport != Transport::Tcp {
@@ -168,11 +214,13 @@ pub fn parse() -> Result<Config, String> {
                  (one thread each); use --scenario storm for many connections"
             ));
         }
-    } else if args.connections == 0 || args.threads == 0 {
+    } else if args.connections == Some(0) || args.threads == 0 {
         return Err("storm: --connections and --threads must be at least 1".into());
     }
     Ok(Config {
         target: SocketAddr::new(ip, args.port),
+        connections: args.connections.unwrap_or(1000),
+        connect_rate: args.connect_rate.unwrap_or(500),
         args,
         version,
         qos,

@@ -358,8 +358,8 @@ fn ping_flood(cfg: &Config, tag: &str) -> Value {
 fn connection_storm(cfg: &Config) -> Value {
     let mut sc = cfg.clone();
     sc.args.scenario = Scenario::Storm;
-    sc.args.connections = STORM_CONNECTIONS;
-    sc.args.connect_rate = 0;
+    sc.connections = STORM_CONNECTIONS;
+    sc.connect_rate = 0;
     sc.args.hold = 0;
     sc.args.threads = 4;
     sc.args.broker_pid = None;

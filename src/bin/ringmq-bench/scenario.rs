@@ -48,8 +48,8 @@ fn layout(cfg: &Config) -> Layout {
                 per_topic: if cfg.args.shared { 1 } else { s as u64 },
             }
         }
-        Scenario::Storm | Scenario::Hostile => {
-            unreachable!("storm and hostile have their own runners")
+        _ => {
+            unreachable!("storm, hostile and the fleet scenarios have their own runners")
         }
     }
 }

@@ -65,15 +65,15 @@ pub fn ensure_nofile(need: usize) {
 
 pub fn run(cfg: Config) -> serde_json::Value {
     let a = &cfg.args.clone();
-    let c = a.connections;
+    let c = cfg.connections;
     ensure_nofile(c + FD_MARGIN);
     let cfg = Arc::new(cfg);
     let pid = a.broker_pid;
     let before = pid.and_then(stats::sample);
-    let open_secs = if a.connect_rate == 0 {
+    let open_secs = if cfg.connect_rate == 0 {
         0.0
     } else {
-        c as f64 / a.connect_rate as f64
+        c as f64 / cfg.connect_rate as f64
     };
     // The broker must not time the idle connections out while they are held.
     let keep_alive = (open_secs as u64 + a.hold + 60).min(u16::MAX as u64) as u16;
@@ -147,7 +147,7 @@ pub fn run(cfg: Config) -> serde_json::Value {
         "transport": format!("{:?}", a.transport).to_lowercase(),
         "mqtt": if cfg.version.is_v5() { 5 } else { 3 },
         "connections": c,
-        "connect_rate": a.connect_rate,
+        "connect_rate": cfg.connect_rate,
         "threads": threads,
         "hold_seconds": a.hold,
         "connected": connected,
@@ -174,7 +174,7 @@ fn opener(
     keep_alive: u16,
     start: Instant,
 ) -> Opened {
-    let (c, rate) = (cfg.args.connections, cfg.args.connect_rate);
+    let (c, rate) = (cfg.connections, cfg.connect_rate);
     let mut o = Opened {
         wires: Vec::with_capacity(c / threads + 1),
         hist: new_hist(),

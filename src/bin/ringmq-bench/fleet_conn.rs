@@ -1,0 +1,159 @@
+//! One non-blocking MQTT connection of a fleet thread: a connect from a chosen source
+//! address, writes that keep what the socket would not take, reads decoded with the crate's codec.
+//!
+//! A fleet thread drives thousands of these from one `mio` loop, so nothing here blocks:
+//! a write that would block leaves the rest in `wbuf` for the next writable event, and a
+//! read takes what the kernel has.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
+
+use bytes::BytesMut;
+use bytestring::ByteString;
+use mio::net::TcpStream;
+use ringmq::protocol::{decode, encode, Connect, DecodeError, Disconnect, Packet, ProtocolVersion};
+use socket2::{Domain, SockAddr, Socket, Type};
+
+use crate::mqtt::MAX_PACKET;
+
+pub struct Conn {
+    pub stream: TcpStream,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    /// The TCP connect completed.
+    pub established: bool,
+}
+
+impl Conn {
+    /// Starts a non-blocking connect from `local` (any port: the kernel picks one per
+    /// 4-tuple, so one source address serves many connections).
+    pub fn open(target: SocketAddr, local: IpAddr) -> io::Result<Conn> {
+        let socket = Socket::new(Domain::for_address(target), Type::STREAM, None)?;
+        socket.set_nonblocking(true)?;
+        socket.set_nodelay(true)?;
+        if local.is_ipv4() {
+            let one: libc::c_int = 1;
+            // SAFETY: valid fd, option value is a c_int that outlives the call.
+            unsafe {
+                libc::setsockopt(
+                    socket.as_raw_fd(),
+                    libc::IPPROTO_IP,
+                    libc::IP_BIND_ADDRESS_NO_PORT,
+                    (&one as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
+            }
+        }
+        socket.bind(&SockAddr::from(SocketAddr::new(local, 0)))?;
+        match socket.connect(&SockAddr::from(target)) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+            Err(e) => return Err(e),
+        }
+        let std: std::net::TcpStream = socket.into();
+        Ok(Conn {
+            stream: TcpStream::from_std(std),
+            rbuf: BytesMut::new(),
+            wbuf: BytesMut::new(),
+            established: false,
+        })
+    }
+
+    /// On an event before the connect completed: `Ok(true)` once it has, an error when it
+    /// failed (refused, reset, no route).
+    pub fn check_established(&mut self) -> io::Result<bool> {
+        if self.established {
+            return Ok(true);
+        }
+        if let Some(e) = self.stream.take_error()? {
+            return Err(e);
+        }
+        match self.stream.peer_addr() {
+            Ok(_) => {
+                self.established = true;
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Adds bytes to send; [`Conn::flush`] sends them.
+    pub fn queue(&mut self) -> &mut BytesMut {
+        &mut self.wbuf
+    }
+
+    /// Writes what the socket takes of the queued bytes.
+    pub fn flush(&mut self) -> io::Result<()> {
+        if !self.established {
+            return Ok(());
+        }
+        while !self.wbuf.is_empty() {
+            match self.stream.write(&self.wbuf) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    let _ = self.wbuf.split_to(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads everything the kernel has into the read buffer; `Ok(false)` when the broker
+    /// closed the connection.
+    pub fn read_all(&mut self, scratch: &mut [u8]) -> io::Result<bool> {
+        loop {
+            match self.stream.read(scratch) {
+                Ok(0) => return Ok(false),
+                Ok(n) => self.rbuf.extend_from_slice(&scratch[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The next whole packet read, if any.
+    pub fn next_packet(&mut self, v: ProtocolVersion) -> Result<Option<Packet>, DecodeError> {
+        decode(&mut self.rbuf, v, MAX_PACKET)
+    }
+}
+
+/// CONNECT with a clean session, no will and no credentials.
+pub fn connect_packet(v: ProtocolVersion, client_id: &str, keep_alive: u16, out: &mut BytesMut) {
+    let connect = Connect {
+        protocol: v,
+        clean_start: true,
+        keep_alive,
+        client_id: ByteString::from(client_id),
+        will: None,
+        username: None,
+        password: None,
+        properties: None,
+    };
+    encode(&Packet::Connect(Box::new(connect)), v, out);
+}
+
+pub fn disconnect_packet(v: ProtocolVersion, out: &mut BytesMut) {
+    let d = Disconnect {
+        reason: 0,
+        properties: None,
+    };
+    encode(&Packet::Disconnect(d), v, out);
+}
+
+pub fn pingreq_packet(v: ProtocolVersion, out: &mut BytesMut) {
+    encode(&Packet::PingReq, v, out);
+}
+
+/// A short name for an I/O error, to count failures by cause.
+pub fn cause(what: &str, e: &io::Error) -> String {
+    match e.raw_os_error() {
+        Some(code) => format!("{what}: {:?} (os error {code})", e.kind()),
+        None => format!("{what}: {e}"),
+    }
+}
