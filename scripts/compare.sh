@@ -27,6 +27,7 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 if [ $report_only -eq 0 ]; then
 command -v mosquitto >/dev/null || { as_root apt-get update; as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y mosquitto; }
 brokers=(${BROKERS:-ringmq mosquitto rumqttd})
+[ -n "${RINGMQ_BEFORE:-}" ] && brokers+=(before)
 if [[ " ${brokers[*]} " == *" rumqttd "* ]] && ! command -v rumqttd >/dev/null; then
     echo "installing rumqttd from crates.io (a few minutes)"
     cargo install rumqttd --locked || cargo install rumqttd || {
@@ -55,6 +56,13 @@ start_ringmq() {
     "${pin_b[@]}" "$T/release/ringmq" --listen mqtt://127.0.0.1:18931 --listen ws://127.0.0.1:18932/mqtt \
         --shards "${RINGMQ_SHARDS:-2}" --max-queued 100000 --max-queued-bytes 268435456 --log-level warn >"$out/raw/ringmq.log" 2>&1 &
     BPID=$!; TCP=18931; WS=18932; wait_port $TCP; wait_port $WS
+}
+# RINGMQ_BEFORE=/path/to/ringmq adds a broker "before": an earlier ringmq build, run exactly like
+# ringmq, so a change is measured before and after in the same run.
+start_before() {
+    "${pin_b[@]}" "$RINGMQ_BEFORE" --listen mqtt://127.0.0.1:18961 --listen ws://127.0.0.1:18962/mqtt \
+        --shards "${RINGMQ_SHARDS:-2}" --max-queued 100000 --max-queued-bytes 268435456 --log-level warn >"$out/raw/before.log" 2>&1 &
+    BPID=$!; TCP=18961; WS=18962; wait_port $TCP; wait_port $WS
 }
 start_mosquitto() {
     printf 'listener 18941 127.0.0.1\nlistener 18942\nprotocol websockets\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nset_tcp_nodelay true\n' >"$out/raw/mosquitto.conf"
