@@ -356,6 +356,7 @@ async fn read_loop(
         if light_below > 0
             && buf.is_empty()
             && meter.is_light(ctx.now(), write.writes.get(), light_below)
+            && !ctx.core.borrow().awaits_acks(conn)
         {
             return Ok(Some(transport));
         }

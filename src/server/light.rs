@@ -14,7 +14,8 @@
 //! A connection becomes light when its tasks see fewer than `--light-below`
 //! reads plus writes in a second (`LightMeter`), or when it parks after a
 //! silence. It goes back to tasks (`parking::resume_with`) when it gets
-//! busy (more than four times that rate), when a read leaves half a packet
+//! busy (more than four times that rate, or messages wait behind its full
+//! in-flight window), when a read leaves half a packet
 //! or fills the stack buffer, when the kernel takes only part of a reply,
 //! or when the broker closes it with something to say (the lingering close
 //! lives in `connection`). WebSocket connections are resumed on every
@@ -86,10 +87,10 @@ pub fn on_readable(ctx: &Rc<ShardCtx>, conn: ConnId, now: u64) {
         // Level-triggered: the socket is reported again on a later poll.
         return;
     }
-    let Some((fd, version, tcp, busy)) = view(ctx, conn, Some(now)) else {
+    let Some((fd, version, tcp)) = view(ctx, conn) else {
         return;
     };
-    if !tcp || ctx.config.light_below == 0 || busy {
+    if !tcp || ctx.config.light_below == 0 {
         parking::resume(ctx, conn);
         return;
     }
@@ -131,9 +132,11 @@ pub fn on_readable(ctx: &Rc<ShardCtx>, conn: ConnId, now: u64) {
         return;
     }
     let max = ctx.config.max_packet_size;
+    let mut packets = 0;
     loop {
         match protocol::decode(&mut buf, version, max) {
             Ok(Some(packet)) => {
+                packets += 1;
                 let mut core = ctx.core.borrow_mut();
                 if let Err(violation) = core.handle_packet(conn, packet, now) {
                     tracing::debug!(shard = ctx.id, conn, %violation, "protocol violation");
@@ -157,6 +160,11 @@ pub fn on_readable(ctx: &Rc<ShardCtx>, conn: ConnId, now: u64) {
             }
         }
     }
+    if count(ctx, conn, now, packets) {
+        // Busy: its tasks write what the packets produced.
+        parking::resume(ctx, conn);
+        return;
+    }
     flush(ctx, conn);
 }
 
@@ -164,7 +172,7 @@ pub fn on_readable(ctx: &Rc<ShardCtx>, conn: ConnId, now: u64) {
 /// when that will not do (WebSocket, a reply the kernel takes only part of,
 /// a close with something to say, a flow of output).
 pub fn flush(ctx: &Rc<ShardCtx>, conn: ConnId) {
-    let Some((fd, _, tcp, _)) = view(ctx, conn, None) else {
+    let Some((fd, _, tcp)) = view(ctx, conn) else {
         return;
     };
     if !tcp || ctx.config.light_below == 0 {
@@ -204,13 +212,23 @@ pub fn flush(ctx: &Rc<ShardCtx>, conn: ConnId) {
                 return;
             }
         }
-        if view(ctx, conn, Some(ctx.now())).is_some_and(|(_, _, _, busy)| busy) {
+        if count(ctx, conn, ctx.now(), 1) {
             parking::resume(ctx, conn);
             return;
         }
         ctx.core.borrow_mut().output_written(conn);
+        if !ctx.core.borrow().has_output(conn) {
+            break;
+        }
     }
-    if ctx.core.borrow().has_output(conn) {
+    // More output than a few rounds, or messages waiting behind a full
+    // in-flight window: a busy subscriber, whose acknowledgements must be
+    // read as they come (at the poll cadence a window would be
+    // acknowledged every few milliseconds at best).
+    let core = ctx.core.borrow();
+    let busy = core.has_output(conn) || core.awaits_acks(conn);
+    drop(core);
+    if busy {
         parking::resume(ctx, conn);
     }
 }
@@ -225,33 +243,38 @@ fn must_wait(ctx: &ShardCtx, conn: ConnId) -> bool {
         || (ctx.admission.memory_high() && !core.has_inflight(conn))
 }
 
-/// The parked connection's fd, protocol, whether it is plain TCP, and
-/// (when counting, at `now`: one more event) whether it has become busy: more
-/// than four times --light-below events this second, to be resumed. One
-/// lookup for all of it: the parked table is large and read per packet.
-fn view(
-    ctx: &ShardCtx,
-    conn: ConnId,
-    count_at: Option<u64>,
-) -> Option<(RawFd, ProtocolVersion, bool, bool)> {
-    let mut parked = ctx.parking.parked.borrow_mut();
-    let p = parked.get_mut(conn)?;
-    let mut busy = false;
-    if let Some(now) = count_at {
-        if now >= p.window_start + 1000 {
-            p.window_start = now;
-            p.events = 0;
-        }
-        p.events += 1;
-        busy = p.events > ctx.config.light_below.saturating_mul(4).max(1);
-    }
+/// The parked connection's fd, protocol, and whether it is plain TCP.
+fn view(ctx: &ShardCtx, conn: ConnId) -> Option<(RawFd, ProtocolVersion, bool)> {
+    let parked = ctx.parking.parked.borrow();
+    let p = parked.get(conn)?;
     Some((
         p.fd.as_raw_fd(),
         p.version,
         matches!(p.transport, Transport::Tcp(_)),
-        busy,
     ))
 }
+
+/// Counts `n` packets read or flushes written for a light connection at
+/// `now`; true when it has become busy — more than four times
+/// --light-below this second — and should get its tasks back. Packets,
+/// not polls: a poll may find many of a busy client's packets at once.
+fn count(ctx: &ShardCtx, conn: ConnId, now: u64, n: u32) -> bool {
+    let mut parked = ctx.parking.parked.borrow_mut();
+    let Some(p) = parked.get_mut(conn) else {
+        return false;
+    };
+    if now >= p.window_start + BUSY_WINDOW_MS {
+        p.window_start = now;
+        p.events = 0;
+    }
+    p.events = p.events.saturating_add(n);
+    // Four times --light-below a second is --light-below per quarter.
+    p.events > ctx.config.light_below.max(1)
+}
+
+/// The span light connections' packets are counted over: short, so a
+/// client that starts busy gets its tasks within a quarter second.
+const BUSY_WINDOW_MS: u64 = 250;
 
 /// Writes what the socket takes now without waiting.
 fn send_some(fd: RawFd, data: &[u8]) -> std::io::Result<usize> {

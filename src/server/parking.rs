@@ -1,19 +1,23 @@
-//! Parked connections: clients that have been silent for `--park-after-ms`.
+//! Parked connections: sockets without tasks, waiting in the shard's epoll
+//! set — light clients (`light`, every TCP client at first) and clients
+//! silent for `--park-after-ms`.
 //!
 //! Why: a served connection costs two tasks, a glommio stream and the
 //! readiness source it keeps armed in io_uring — about 2.5 KB of user
-//! memory that an idle client does nothing with. A parked connection keeps
+//! memory, and an io_uring poll armed and cancelled per packet, whose kernel
+//! cost grows with the number of polls armed. A parked connection keeps
 //! only its socket, its transport state (WebSocket decoder) and the broker
 //! core's `Conn`/`Session`: the socket waits in one epoll set per shard
-//! (kernel memory, not ours), and the shard's blocking thread sleeps in
-//! `epoll_wait` for all of them. When a parked socket is readable (a
-//! PINGREQ, a PUBLISH, EOF) or the core has output for it (a delivery, a
-//! keepalive close, a takeover), the connection is resumed: a new glommio
-//! stream and its tasks, exactly as after a hand-off.
+//! (kernel memory, not ours), which the shard polls itself (`waiter`) or,
+//! when nothing happens, sleeps on from its blocking thread. A readable
+//! socket or output for a parked connection is handled inline for plain
+//! TCP (`light`); anything inline will not do (WebSocket, a busy client,
+//! half a packet, a close with something to say) resumes the connection:
+//! a new glommio stream and its tasks, exactly as after a hand-off.
 //!
-//! Parking and resuming cost a few syscalls each (dup, close, epoll_ctl),
-//! once per silence of `--park-after-ms`, so a busy connection never parks
-//! and an idle one pays once.
+//! Parking and resuming cost a few syscalls each (dup, close, epoll_ctl):
+//! once per connection for a device that stays light, once per silence of
+//! `--park-after-ms` for a busy one that goes quiet.
 
 use std::cell::{Cell, RefCell};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
@@ -52,8 +56,8 @@ pub(super) struct Parked {
     pub fd: OwnedFd,
     pub transport: Transport,
     pub version: ProtocolVersion,
-    /// Events served inline in the current second (`light`), and when that
-    /// second began (ms on the broker clock).
+    /// Packets and flushes served inline in the current quarter second
+    /// (`light`), and when it began (ms on the broker clock).
     pub events: u32,
     pub window_start: u64,
 }
