@@ -11,16 +11,18 @@
 //! resuming it, and ten thousand slow publishers cost what their messages
 //! cost, not what their connections do.
 //!
-//! A connection becomes light when its tasks see fewer than `--light-below`
-//! reads plus writes in a second (`LightMeter`), or when it parks after a
-//! silence. It goes back to tasks (`parking::resume_with`) when it gets
-//! busy (more than four times that rate, or messages wait behind its full
-//! in-flight window), when a read leaves half a packet
-//! or fills the stack buffer, when the kernel takes only part of a reply,
-//! or when the broker closes it with something to say (the lingering close
-//! lives in `connection`). WebSocket connections are resumed on every
-//! event, as are all parked connections with `--light-below 0`: their
-//! frames need the transport's decoder.
+//! Every TCP client starts light once its CONNECT is handled
+//! (`connection::serve`); a served one becomes light again when its tasks
+//! see fewer than `--light-below` reads plus writes in a second
+//! (`LightMeter`), or when it parks after a silence. It goes back to tasks
+//! (`parking::resume_with`) when it gets busy (more than `--light-below`
+//! packets in a quarter second, or messages wait behind its full in-flight
+//! window), when a read leaves half a packet or fills the stack buffer,
+//! when the kernel takes only part of a reply, or when the broker closes it
+//! with something to say (the lingering close lives in `connection`).
+//! WebSocket connections are resumed on every event (their frames need the
+//! transport's decoder), as are all parked connections with
+//! `--light-below 0`.
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
