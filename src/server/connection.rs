@@ -218,6 +218,11 @@ pub async fn serve(
     connect: Box<Connect>,
 ) {
     let version = connect.protocol;
+    // A DISCONNECT its previous connection sent just before (if that one
+    // is light and not yet read) must count first.
+    if ctx.core.borrow().has_session(&connect.client_id) {
+        parking::serve_ready_now(&ctx);
+    }
     let conn = ctx.core.borrow_mut().connect(*connect, ctx.now());
     // Most clients are devices that say little: they start light (served
     // from the epoll set, `light`) and get tasks only once they are busy.

@@ -46,6 +46,7 @@ use glommio::net::TcpStream;
 
 use super::connection;
 use super::context::ShardCtx;
+use super::parking;
 use super::transport::Transport;
 use crate::broker::ShardMessage;
 use crate::protocol::Connect;
@@ -163,6 +164,12 @@ fn apply_batch(ctx: &ShardCtx, src: usize, batch: Vec<ShardMessage>) {
 /// Applies every batch waiting in the lanes into this shard (on a tick,
 /// and before any channel item).
 pub fn drain_lanes(ctx: &Rc<ShardCtx>) {
+    let waiting =
+        (0..ctx.shards).any(|src| src != ctx.id && !ctx.lanes.lane(src, ctx.id).ring.is_empty());
+    if !waiting {
+        return;
+    }
+    parking::serve_ready_now(ctx);
     let mut applied = false;
     for src in 0..ctx.shards {
         if src != ctx.id {
@@ -230,12 +237,14 @@ pub fn start(
                 let lane = ctx.lanes.lane(src, ctx.id);
                 match item {
                     MeshItem::Broker(batch) => {
+                        parking::serve_ready_now(&ctx);
                         drain_lane(&ctx, src);
                         apply_batch(&ctx, src, batch);
                         lane.in_channel.fetch_sub(1, Ordering::SeqCst);
                         ctx.wake();
                     }
                     MeshItem::Wake => {
+                        parking::serve_ready_now(&ctx);
                         drain_lane(&ctx, src);
                         lane.in_channel.fetch_sub(1, Ordering::SeqCst);
                         ctx.wake();

@@ -267,6 +267,24 @@ pub async fn waiter(ctx: Rc<ShardCtx>) {
     }
 }
 
+/// Serves the parked sockets that are ready now, without waiting. Called
+/// before this shard applies what other shards sent and before a CONNECT
+/// that resumes a session: what a light client sent earlier (a DISCONNECT
+/// just before it reconnects, or before another client's publish reaches
+/// this shard) is handled first, as it would be by a task, instead of at
+/// the next poll.
+pub fn serve_ready_now(ctx: &Rc<ShardCtx>) {
+    if ctx.parking.len() == 0 {
+        return;
+    }
+    let mut ready = Vec::new();
+    wait_readable(ctx.parking.epoll.as_raw_fd(), 0, &mut ready);
+    let now = ctx.now();
+    for conn in ready {
+        super::light::on_readable(ctx, conn, now);
+    }
+}
+
 /// Shortest pause between polls of the epoll set (while busy).
 const POLL_MIN: Duration = Duration::from_millis(1);
 /// Longest pause between polls while parked sockets are active: the most

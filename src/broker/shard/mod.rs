@@ -509,6 +509,12 @@ impl Shard {
         Some((c.outbox.split(), c.closing))
     }
 
+    /// Whether a session for `client_id` exists here (a CONNECT with this
+    /// id will resume or take it over).
+    pub fn has_session(&self, client_id: &str) -> bool {
+        self.by_client.get(client_id, &self.sessions).is_some()
+    }
+
     /// Puts back the part of `take_output`'s bytes the server could not
     /// write, ahead of anything queued since.
     pub fn return_output(&mut self, conn: ConnId, mut unsent: BytesMut) {
