@@ -7,7 +7,6 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::AsRawFd;
 
 use bytes::BytesMut;
 use bytestring::ByteString;
@@ -32,20 +31,7 @@ impl Conn {
         let socket = Socket::new(Domain::for_address(target), Type::STREAM, None)?;
         socket.set_nonblocking(true)?;
         socket.set_nodelay(true)?;
-        if local.is_ipv4() {
-            let one: libc::c_int = 1;
-            // SAFETY: valid fd, option value is a c_int that outlives the call.
-            unsafe {
-                libc::setsockopt(
-                    socket.as_raw_fd(),
-                    libc::IPPROTO_IP,
-                    libc::IP_BIND_ADDRESS_NO_PORT,
-                    (&one as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                );
-            }
-        }
-        socket.bind(&SockAddr::from(SocketAddr::new(local, 0)))?;
+        crate::wire::bind_source(&socket, local)?;
         match socket.connect(&SockAddr::from(target)) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}

@@ -22,6 +22,26 @@ pub struct Wire {
     chunk: Vec<u8>,
 }
 
+/// Binds `socket` to source address `ip`, leaving the port to connect()
+/// (IP_BIND_ADDRESS_NO_PORT): ports are then picked per 4-tuple, not per
+/// address, so one source address serves many connections.
+pub fn bind_source(socket: &Socket, ip: IpAddr) -> io::Result<()> {
+    if ip.is_ipv4() {
+        let one: libc::c_int = 1;
+        // SAFETY: valid fd, option value is a c_int that outlives the call.
+        unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_BIND_ADDRESS_NO_PORT,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+    socket.bind(&SockAddr::from(SocketAddr::new(ip, 0)))
+}
+
 impl Wire {
     /// Connects from `local` (any port) within `timeout`; `ws_path` =
     /// Some("/mqtt") upgrades to WebSocket first.
@@ -33,21 +53,7 @@ impl Wire {
     ) -> io::Result<Wire> {
         let socket = Socket::new(Domain::for_address(target), Type::STREAM, None)?;
         if let Some(ip) = local {
-            // Let connect() pick the port per 4-tuple, not bind() per address.
-            if ip.is_ipv4() {
-                let one: libc::c_int = 1;
-                // SAFETY: valid fd, option value is a c_int that outlives the call.
-                unsafe {
-                    libc::setsockopt(
-                        socket.as_raw_fd(),
-                        libc::IPPROTO_IP,
-                        libc::IP_BIND_ADDRESS_NO_PORT,
-                        (&one as *const libc::c_int).cast(),
-                        std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                    );
-                }
-            }
-            socket.bind(&SockAddr::from(SocketAddr::new(ip, 0)))?;
+            bind_source(&socket, ip)?;
         }
         socket.connect_timeout(&SockAddr::from(target), timeout)?;
         let mut stream: TcpStream = socket.into();
