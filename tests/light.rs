@@ -130,3 +130,56 @@ async fn half_a_packet_to_a_light_connection_completes() {
     let m = sub.recv_publish().await;
     assert_eq!(&m.payload[..], b"joined");
 }
+
+/// Hostile: 200 clients that each leave half a packet, then another half
+/// packet a little over a second later (each such read takes a light
+/// connection back to tasks, and a second of quiet makes it light again),
+/// for 4 s. The broker survives, a neighbour's PINGREQ is answered
+/// promptly throughout, and memory stays bounded (no buffer per flap is
+/// kept).
+#[test]
+fn clients_that_flap_between_light_and_tasks_cost_a_bounded_amount() {
+    let broker = Broker::start_with(&["--park-after-ms", "100"]);
+    let (mut good, _) = RawClient::connect(broker.port(), "flap-good", true);
+    let mut flappers: Vec<RawClient> = (0..200)
+        .map(|i| RawClient::connect(broker.port(), &format!("flap-{i}"), true).0)
+        .collect();
+    broker.wait_log_count(" parked", 201);
+    let before = broker.rss();
+    // A PUBLISH header byte and its remaining length, sent one at a time:
+    // neither makes a whole packet until the last.
+    let packet = encode(&publish_packet(
+        "flap/t",
+        QoS::AtMostOnce,
+        0,
+        false,
+        false,
+        b"slow",
+    ));
+    for part in packet.iter().take(4) {
+        for f in &mut flappers {
+            f.send(&[*part]);
+        }
+        let t0 = std::time::Instant::now();
+        good.send_packet(&ringmq::protocol::Packet::PingReq);
+        assert!(matches!(
+            good.read_packet(Duration::from_secs(2)),
+            ringmq::protocol::Packet::PingResp
+        ));
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "PINGRESP took {:?} while 200 clients flapped",
+            t0.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let growth = broker.rss().saturating_sub(before);
+    assert!(
+        growth < 16 << 20,
+        "RSS grew {growth} B for 200 flapping clients"
+    );
+    assert!(
+        broker.stderr_count(" resumed") >= 200,
+        "the half packets resumed nobody"
+    );
+}
