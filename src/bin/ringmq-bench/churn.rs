@@ -17,7 +17,7 @@ use crate::fleet_args::{budget_secs, open_budget_secs};
 use crate::fleet_ctl::Ctl;
 use crate::fleet_run::{self as fr, broker_step};
 use crate::scenario::round3;
-use crate::stats::{self, ProcSample};
+use crate::stats;
 
 const SETTLE_NS: u64 = 500_000_000;
 const DRAIN_NS: u64 = 3_000_000_000;
@@ -62,24 +62,18 @@ pub fn run(cfg: Config) -> Value {
             std::thread::spawn(move || t.run())
         })
         .collect();
-    let mut samples: Vec<Option<ProcSample>> = Vec::with_capacity(n + 1);
-    let mut own = Vec::with_capacity(n + 1);
-    let mut mach = Vec::with_capacity(n + 1);
-    for k in 0..=n {
-        fr::sleep_until(&ctl, plan.start_ns(k));
-        samples.push(fr::sample(&cfg));
-        own.push(fr::own_cpu());
-        mach.push(fr::machine_cpu());
-        if k > 0 {
-            let c = &ctl.steps[k - 1];
-            eprintln!(
-                "step {k}/{n} offered {} conn/s: published {} received {}",
-                a.rates[k - 1],
-                c.sent.load(Ordering::Relaxed),
-                c.received.load(Ordering::Relaxed)
-            );
-        }
-    }
+    let fr::Boundaries {
+        broker: samples,
+        own,
+        machine: mach,
+    } = fr::sample_steps(
+        &cfg,
+        &ctl,
+        n,
+        |k| plan.start_ns(k),
+        |k| format!("offered {} conn/s", a.rates[k]),
+        "published",
+    );
     // Churn threads end once their last clients finished or timed out.
     let mut steps: Vec<ChurnStep> = (0..n).map(|_| ChurnStep::new()).collect();
     for h in handles {

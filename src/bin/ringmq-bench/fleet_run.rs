@@ -194,3 +194,45 @@ pub fn connect_json(
 pub fn errors(ctl: &Ctl) -> Value {
     json!(ctl.errors.lock().unwrap_or_else(|e| e.into_inner()).clone())
 }
+
+/// What is sampled at each of a run's step boundaries: the broker (from
+/// /proc), this process's CPU seconds, and the machine's busy cores.
+pub struct Boundaries {
+    pub broker: Vec<Option<ProcSample>>,
+    pub own: Vec<f64>,
+    pub machine: Vec<Option<(f64, f64)>>,
+}
+
+/// Sleeps to each of the `n + 1` step boundaries (`at(k)`, on the run's
+/// clock) and samples there; after each finished step prints its progress
+/// as `step k/n <what(k)>: <sent_word> S received R`.
+pub fn sample_steps(
+    cfg: &Config,
+    ctl: &Ctl,
+    n: usize,
+    at: impl Fn(usize) -> u64,
+    what: impl Fn(usize) -> String,
+    sent_word: &str,
+) -> Boundaries {
+    let mut b = Boundaries {
+        broker: Vec::with_capacity(n + 1),
+        own: Vec::with_capacity(n + 1),
+        machine: Vec::with_capacity(n + 1),
+    };
+    for k in 0..=n {
+        sleep_until(ctl, at(k));
+        b.broker.push(sample(cfg));
+        b.own.push(own_cpu());
+        b.machine.push(machine_cpu());
+        if k > 0 {
+            let c = &ctl.steps[k - 1];
+            eprintln!(
+                "step {k}/{n} {}: {sent_word} {} received {}",
+                what(k - 1),
+                c.sent.load(Ordering::Relaxed),
+                c.received.load(Ordering::Relaxed)
+            );
+        }
+    }
+    b
+}

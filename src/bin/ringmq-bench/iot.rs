@@ -82,24 +82,18 @@ pub fn run(cfg: Config) -> Value {
     let t0 = ctl.now_ns() + SETTLE_NS;
     ctl.t0_ns.store(t0, Ordering::Release);
     let step_ns = a.step_secs * 1_000_000_000;
-    let mut samples: Vec<Option<ProcSample>> = Vec::with_capacity(n + 1);
-    let mut own = Vec::with_capacity(n + 1);
-    let mut mach = Vec::with_capacity(n + 1);
-    for k in 0..=n {
-        fr::sleep_until(&ctl, t0 + k as u64 * step_ns);
-        samples.push(fr::sample(&cfg));
-        own.push(fr::own_cpu());
-        mach.push(fr::machine_cpu());
-        if k > 0 {
-            let c = &ctl.steps[k - 1];
-            eprintln!(
-                "step {k}/{n} offered {}/s: sent {} received {}",
-                a.rates[k - 1],
-                c.sent.load(Ordering::Relaxed),
-                c.received.load(Ordering::Relaxed)
-            );
-        }
-    }
+    let fr::Boundaries {
+        broker: samples,
+        own,
+        machine: mach,
+    } = fr::sample_steps(
+        &cfg,
+        &ctl,
+        n,
+        |k| t0 + k as u64 * step_ns,
+        |k| format!("offered {}/s", a.rates[k]),
+        "sent",
+    );
     let drain_secs = drain(&ctl, copies);
     let out = fr::finish(&ctl, handles, n);
     let steps: Vec<Value> = (0..n)

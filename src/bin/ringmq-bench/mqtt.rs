@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use bytestring::ByteString;
 use ringmq::protocol::{
-    decode, encode, Ack, Connect, Packet, ProtocolVersion, QoS, Subscribe, SubscriptionOptions,
+    decode, encode, Ack, Packet, ProtocolVersion, QoS, Subscribe, SubscriptionOptions,
     SubscriptionRequest,
 };
 
@@ -41,17 +41,7 @@ pub fn handshake(
     timeout: Duration,
 ) -> io::Result<()> {
     let mut out = BytesMut::new();
-    let connect = Connect {
-        protocol: version,
-        clean_start: true,
-        keep_alive,
-        client_id: ByteString::from(client_id),
-        will: None,
-        username: None,
-        password: None,
-        properties: None,
-    };
-    encode(&Packet::Connect(Box::new(connect)), version, &mut out);
+    crate::fleet_conn::connect_packet(version, client_id, keep_alive, &mut out);
     wire.send(&out)?;
     match read_packet(wire, &mut BytesMut::new(), version, timeout)? {
         Packet::ConnAck(a) if a.code == 0 => Ok(()),
