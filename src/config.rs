@@ -28,7 +28,10 @@ pub enum ConfigError {
         path: PathBuf,
         source: toml::de::Error,
     },
-    #[error("listener {0:?}: expected mqtt://HOST:PORT or ws://HOST:PORT/PATH")]
+    #[error(
+        "listener {0:?}: expected mqtt://HOST:PORT, ws://HOST:PORT/PATH, mqtts://HOST:PORT or \
+         wss://HOST:PORT/PATH (optionally followed by ?proxy-protocol)"
+    )]
     BadListener(String),
     #[error("listener {0:?}: cannot resolve the address")]
     Unresolvable(String),
@@ -170,6 +173,33 @@ pub struct Cli {
     /// WebSocket: do not serve the built-in page on GET /.
     #[arg(long)]
     pub no_ws_page: bool,
+    /// TLS listeners (mqtts://, wss://): the server's certificate chain
+    /// (PEM). Reloaded on SIGHUP.
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS listeners: the server's private key (PEM: PKCS#8, RSA or SEC1).
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// TLS listeners: CA certificates (PEM) that client certificates must
+    /// chain to; with it every TLS client must present a valid one.
+    #[arg(long)]
+    pub tls_client_ca: Option<PathBuf>,
+    /// TLS listeners: the client certificate's subject CN is the client's
+    /// username (and authenticates it: no password is asked).
+    #[arg(long)]
+    pub tls_identity_as_username: bool,
+    /// mosquitto-format password file (`user:$7$...`, see `ringmq passwd`):
+    /// clients must authenticate. Reloaded on SIGHUP.
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+    /// With --password-file: also accept clients that give no username.
+    /// (Without a password file every client is accepted.)
+    #[arg(long)]
+    pub allow_anonymous: bool,
+    /// mosquitto-format ACL file (`user`, `topic`, `pattern` lines).
+    /// Reloaded on SIGHUP.
+    #[arg(long)]
+    pub acl_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -207,6 +237,31 @@ struct FileConfig {
     ws_handshake_timeout: Option<u64>,
     ws_max_message: Option<usize>,
     no_ws_page: Option<bool>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+    tls_identity_as_username: Option<bool>,
+    password_file: Option<PathBuf>,
+    allow_anonymous: Option<bool>,
+    acl_file: Option<PathBuf>,
+    /// `[[listener]]` tables: listeners with settings of their own.
+    listener: Option<Vec<FileListener>>,
+}
+
+/// One `[[listener]]` table: a listener URL and the settings it does not
+/// take from the top level (mosquitto's `per_listener_settings`).
+#[derive(Debug, Deserialize, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct FileListener {
+    url: String,
+    proxy_protocol: Option<bool>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+    tls_identity_as_username: Option<bool>,
+    password_file: Option<PathBuf>,
+    allow_anonymous: Option<bool>,
+    acl_file: Option<PathBuf>,
 }
 
 /// The command line's value, else the file's, else the default.
@@ -228,44 +283,110 @@ fn default_max_memory() -> u64 {
         .unwrap_or(0)
 }
 
-/// Transport of a listener. Later: TLS (mqtts, wss).
+/// Transport of a listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scheme {
     Mqtt,
     /// MQTT over WebSocket (RFC 6455, MQTT-6.0).
     Ws,
+    /// MQTT over TLS.
+    Mqtts,
+    /// MQTT over WebSocket over TLS.
+    Wss,
+}
+
+impl Scheme {
+    pub fn is_tls(self) -> bool {
+        matches!(self, Scheme::Mqtts | Scheme::Wss)
+    }
+
+    pub fn is_ws(self) -> bool {
+        matches!(self, Scheme::Ws | Scheme::Wss)
+    }
+
+    fn prefix(self) -> &'static str {
+        match self {
+            Scheme::Mqtt => "mqtt://",
+            Scheme::Ws => "ws://",
+            Scheme::Mqtts => "mqtts://",
+            Scheme::Wss => "wss://",
+        }
+    }
+}
+
+/// A TLS listener's files (reloaded on SIGHUP).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Client certificates are required and verified against these CAs.
+    pub client_ca: Option<PathBuf>,
+    /// The client certificate's CN is the username.
+    pub identity_as_username: bool,
+}
+
+/// Who may connect to a listener and what they may do.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AuthSettings {
+    pub password_file: Option<PathBuf>,
+    pub acl_file: Option<PathBuf>,
+    /// Clients without a username are accepted even with a password file.
+    pub allow_anonymous: bool,
+}
+
+impl AuthSettings {
+    /// Whether a client that gives no username (and no certificate
+    /// identity) is accepted: always without a password file.
+    pub fn anonymous_ok(&self) -> bool {
+        self.password_file.is_none() || self.allow_anonymous
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenerSpec {
     pub scheme: Scheme,
     pub addr: SocketAddr,
-    /// WebSocket upgrade paths served (empty for mqtt://).
+    /// WebSocket upgrade paths served (empty for mqtt:// and mqtts://).
     pub paths: Vec<String>,
+    /// Connections start with a PROXY protocol v1/v2 header (HAProxy, a
+    /// cloud load balancer) that gives the client's real address.
+    pub proxy_protocol: bool,
+    /// Set for mqtts:// and wss:// (validated by `Config::validate`).
+    pub tls: Option<TlsFiles>,
+    pub auth: AuthSettings,
 }
 
 impl ListenerSpec {
     pub fn parse(url: &str) -> Result<ListenerSpec, ConfigError> {
         let bad = || ConfigError::BadListener(url.to_string());
-        let (scheme, rest) = if let Some(rest) = url
-            .strip_prefix("mqtt://")
-            .or_else(|| url.strip_prefix("tcp://"))
-        {
-            (Scheme::Mqtt, rest)
-        } else if let Some(rest) = url.strip_prefix("ws://") {
-            (Scheme::Ws, rest)
-        } else {
-            return Err(bad());
+        let (base, query) = match url.split_once('?') {
+            Some((base, query)) => (base, Some(query)),
+            None => (url, None),
         };
+        let proxy_protocol = match query {
+            None => false,
+            Some("proxy-protocol") => true,
+            Some(_) => return Err(bad()),
+        };
+        let (scheme, rest) = [Scheme::Mqtt, Scheme::Ws, Scheme::Mqtts, Scheme::Wss]
+            .into_iter()
+            .find_map(|s| base.strip_prefix(s.prefix()).map(|rest| (s, rest)))
+            .or_else(|| base.strip_prefix("tcp://").map(|rest| (Scheme::Mqtt, rest)))
+            .ok_or_else(bad)?;
         let (hostport, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
         };
-        let paths = match scheme {
-            Scheme::Mqtt if path.len() > 1 => return Err(bad()),
-            Scheme::Mqtt => Vec::new(),
-            Scheme::Ws if path.is_empty() || path == "/" => vec!["/mqtt".to_string()],
-            Scheme::Ws => vec![path.to_string()],
+        let paths = if scheme.is_ws() {
+            if path.is_empty() || path == "/" {
+                vec!["/mqtt".to_string()]
+            } else {
+                vec![path.to_string()]
+            }
+        } else if path.len() > 1 {
+            return Err(bad());
+        } else {
+            Vec::new()
         };
         let addr = hostport
             .to_socket_addrs()
@@ -276,19 +397,65 @@ impl ListenerSpec {
             scheme,
             addr,
             paths,
+            proxy_protocol,
+            tls: None,
+            auth: AuthSettings::default(),
         })
     }
 
     pub fn url(&self) -> String {
-        match self.scheme {
-            Scheme::Mqtt => format!("mqtt://{}", self.addr),
-            Scheme::Ws => self
-                .paths
+        let prefix = self.scheme.prefix();
+        if self.scheme.is_ws() {
+            self.paths
                 .iter()
-                .map(|p| format!("ws://{}{p}", self.addr))
+                .map(|p| format!("{prefix}{}{p}", self.addr))
                 .collect::<Vec<_>>()
-                .join(" "),
+                .join(" ")
+        } else {
+            format!("{prefix}{}", self.addr)
         }
+    }
+}
+
+/// Top-level (or command-line) security settings, which listeners take
+/// unless their `[[listener]]` table says otherwise.
+#[derive(Debug, Clone, Default)]
+struct SecurityDefaults {
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+    tls_identity_as_username: bool,
+    password_file: Option<PathBuf>,
+    acl_file: Option<PathBuf>,
+    allow_anonymous: bool,
+}
+
+impl SecurityDefaults {
+    /// Gives `spec` these settings, `own` (a `[[listener]]` table) first.
+    fn apply(&self, spec: &mut ListenerSpec, own: Option<&FileListener>) {
+        let own_path = |f: fn(&FileListener) -> &Option<PathBuf>, d: &Option<PathBuf>| {
+            own.and_then(|o| f(o).clone()).or_else(|| d.clone())
+        };
+        let own_bool = |f: fn(&FileListener) -> Option<bool>, d: bool| own.and_then(f).unwrap_or(d);
+        if let Some(o) = own {
+            spec.proxy_protocol |= o.proxy_protocol.unwrap_or(false);
+        }
+        if spec.scheme.is_tls() {
+            spec.tls = Some(TlsFiles {
+                cert: own_path(|o| &o.tls_cert, &self.tls_cert).unwrap_or_default(),
+                key: own_path(|o| &o.tls_key, &self.tls_key).unwrap_or_default(),
+                client_ca: own_path(|o| &o.tls_client_ca, &self.tls_client_ca),
+                identity_as_username: own_bool(
+                    |o| o.tls_identity_as_username,
+                    self.tls_identity_as_username,
+                ),
+            });
+        }
+        spec.auth = AuthSettings {
+            password_file: own_path(|o| &o.password_file, &self.password_file),
+            acl_file: own_path(|o| &o.acl_file, &self.acl_file),
+            allow_anonymous: own_bool(|o| o.allow_anonymous, self.allow_anonymous),
+        };
     }
 }
 
@@ -368,18 +535,40 @@ impl Config {
             None => FileConfig::default(),
         };
         let defaults = BrokerLimits::default();
+        let security = SecurityDefaults {
+            tls_cert: cli.tls_cert.or(file.tls_cert),
+            tls_key: cli.tls_key.or(file.tls_key),
+            tls_client_ca: cli.tls_client_ca.or(file.tls_client_ca),
+            tls_identity_as_username: cli.tls_identity_as_username
+                || file.tls_identity_as_username.unwrap_or(false),
+            password_file: cli.password_file.or(file.password_file),
+            acl_file: cli.acl_file.or(file.acl_file),
+            allow_anonymous: cli.allow_anonymous || file.allow_anonymous.unwrap_or(false),
+        };
+        let own_tables = file.listener.unwrap_or_default();
         let listen = if cli.listen.is_empty() {
-            file.listen
-                .unwrap_or_else(|| vec!["mqtt://127.0.0.1:1883".to_string()])
+            file.listen.unwrap_or_else(|| {
+                if own_tables.is_empty() {
+                    vec!["mqtt://127.0.0.1:1883".to_string()]
+                } else {
+                    Vec::new()
+                }
+            })
         } else {
             cli.listen
         };
-        let listeners = merge_listeners(
-            listen
-                .iter()
-                .map(|l| ListenerSpec::parse(l))
-                .collect::<Result<Vec<_>, _>>()?,
-        );
+        let mut specs = Vec::new();
+        for url in &listen {
+            let mut spec = ListenerSpec::parse(url)?;
+            security.apply(&mut spec, None);
+            specs.push(spec);
+        }
+        for table in &own_tables {
+            let mut spec = ListenerSpec::parse(&table.url)?;
+            security.apply(&mut spec, Some(table));
+            specs.push(spec);
+        }
+        let listeners = merge_listeners(specs);
         let max_packet_size = cli
             .max_packet_size
             .or(file.max_packet_size)
@@ -535,6 +724,9 @@ impl Config {
                 )));
             }
         }
+        for l in &self.listeners {
+            self.validate_security(l)?;
+        }
         if self.shards == 0 || self.shards > crate::broker::shard_set::MAX_SHARDS {
             return bad("--shards must be between 1 and 256");
         }
@@ -549,6 +741,24 @@ impl Config {
         }
         if self.connect_timeout.is_zero() {
             return bad("--connect-timeout must be at least 1 second");
+        }
+        Ok(())
+    }
+
+    fn validate_security(&self, l: &ListenerSpec) -> Result<(), ConfigError> {
+        let url = l.url();
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if let Some(tls) = &l.tls {
+            if tls.cert.as_os_str().is_empty() || tls.key.as_os_str().is_empty() {
+                return invalid(format!(
+                    "{url}: a TLS listener needs --tls-cert and --tls-key"
+                ));
+            }
+            if tls.identity_as_username && tls.client_ca.is_none() {
+                return invalid(format!(
+                    "{url}: --tls-identity-as-username needs --tls-client-ca (client certificates)"
+                ));
+            }
         }
         Ok(())
     }

@@ -113,6 +113,15 @@ impl<T> IdMap<T> {
         })
     }
 
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (Id, &mut T)> + '_ {
+        self.slots.iter_mut().enumerate().filter_map(|(i, s)| {
+            let generation = s.generation;
+            s.value
+                .as_mut()
+                .map(|v| ((u64::from(generation) << 32) | i as u64, v))
+        })
+    }
+
     pub fn keys(&self) -> impl Iterator<Item = Id> + '_ {
         self.iter().map(|(id, _)| id)
     }

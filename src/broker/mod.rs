@@ -3,6 +3,7 @@
 //! messages to send. Nothing here touches a socket, a clock or a thread, so
 //! several shards can be stepped in one test thread (see `shard::tests`).
 
+pub mod access;
 pub mod client_index;
 pub mod deadlines;
 pub mod enhanced_auth;
@@ -22,6 +23,7 @@ pub mod subscribers;
 pub mod topic_alias;
 pub mod topic_trie;
 
+pub use access::Access;
 pub use error::ProtocolViolation;
 pub use message::{Message, ShardMessage};
 pub use placement::home_shard;

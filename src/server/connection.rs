@@ -9,17 +9,23 @@ use bytes::BytesMut;
 use glommio::net::TcpStream;
 use thiserror::Error;
 
+use std::net::SocketAddr;
+
 use super::admission::Refusal;
+use super::authn;
 use super::context::ShardCtx;
 use super::io::{self, SharedStream};
 use super::light::LightMeter;
-use super::listener::ListenerKind;
+use super::listener::{Listener, ListenerKind};
 use super::mesh::{Handoff, MeshItem};
 use super::pacer::Pacer;
 use super::parking;
+use super::proxy_header;
+use super::security::ListenerSecurity;
+use super::tls;
 use super::transport::{read_mqtt, Transport, WriteSide};
 use super::ws_upgrade;
-use crate::broker::{home_shard, ConnId};
+use crate::broker::{home_shard, Access, ConnId};
 use crate::protocol::{self, ConnAck, Connect, DecodeError, Packet, ProtocolVersion};
 
 /// Why a connection ended before or instead of being served.
@@ -39,6 +45,8 @@ pub enum ConnectionError {
     WsClosed(Option<u16>),
     #[error("WebSocket frame: {0}")]
     WsFrame(#[from] crate::websocket::frame::FrameError),
+    #[error("{0}")]
+    Tls(super::tls::TlsError),
 }
 
 /// Counts an open socket against --max-connections (broker-wide) and in
@@ -71,14 +79,13 @@ impl Drop for SocketSlot {
 }
 
 /// A socket just accepted by one of this shard's listeners.
-pub async fn accept(ctx: Rc<ShardCtx>, stream: TcpStream, kind: Rc<ListenerKind>) {
-    let peer = stream.peer_addr().ok();
+pub async fn accept(ctx: Rc<ShardCtx>, stream: TcpStream, listener: Rc<Listener>) {
+    let socket_peer = stream.peer_addr().ok();
+    // Behind a proxy the socket's peer is the proxy: the per-address rate
+    // applies to the address its header gives (below).
     let refusal = if ctx.admission.memory_high() {
         Some(Refusal::MemoryHigh)
-    } else if peer.is_some_and(|p| {
-        !ctx.connect_rate
-            .admit(p.ip(), ctx.config.max_connect_rate, ctx.now())
-    }) {
+    } else if !listener.proxy_protocol && !admit_rate(&ctx, socket_peer) {
         Some(Refusal::ConnectRate)
     } else if !ctx.admission.try_open(ctx.config.max_connections) {
         Some(Refusal::MaxConnections)
@@ -93,43 +100,87 @@ pub async fn accept(ctx: Rc<ShardCtx>, stream: TcpStream, kind: Rc<ListenerKind>
     let slot = SocketSlot(ctx.clone());
     let _ = stream.set_nodelay(true);
     let stream: SharedStream = Rc::new(RefCell::new(stream));
-    let mut transport = match &*kind {
-        ListenerKind::Mqtt => Transport::Tcp(Default::default()),
-        ListenerKind::Ws(cfg) => match ws_upgrade::upgrade(&ctx, &stream, cfg, peer).await {
-            Some(t) => t,
-            None => return,
-        },
+    let security = ctx.security_for(listener.index);
+    // The PROXY header and the TLS handshake come within the connect
+    // timeout, like the CONNECT after them.
+    let opened = glommio::timer::timeout(ctx.config.connect_timeout, async {
+        Ok(open(&ctx, &stream, &listener, &security, socket_peer).await)
+    })
+    .await
+    .unwrap_or(Err(OpenError::Timeout));
+    let opened = match opened {
+        Ok(o) => o,
+        Err(e) => {
+            e.log(&ctx, socket_peer);
+            return;
+        }
     };
-    let write = WriteSide::direct(matches!(transport, Transport::Ws(_)));
-    let mut buf = BytesMut::new();
+    let peer = opened.peer;
+    if listener.proxy_protocol && !admit_rate(&ctx, peer) {
+        ctx.admission.refuse(Refusal::ConnectRate, ctx.id);
+        return;
+    }
+    let write = opened.write;
+    let mut transport = match &listener.kind {
+        ListenerKind::Mqtt => Transport::tcp(None),
+        ListenerKind::Ws(cfg) => {
+            match ws_upgrade::upgrade(&ctx, &stream, &write, cfg, peer, opened.plaintext).await {
+                Some(t) => t,
+                None => return,
+            }
+        }
+    };
+    let write = WriteSide {
+        ws: transport.is_ws(),
+        ..write
+    };
+    let mut buf = match &listener.kind {
+        ListenerKind::Mqtt => opened.initial_mqtt,
+        ListenerKind::Ws(_) => BytesMut::new(),
+    };
     let max = ctx.config.max_packet_size;
     let first = glommio::timer::timeout(ctx.config.connect_timeout, async {
         Ok(read_connect(&ctx.pacer, &stream, &mut transport, &write, &mut buf, max).await)
     })
     .await
     .unwrap_or(Err(ConnectionError::ConnectTimeout));
-    let connect = match first {
+    let mut connect = match first {
         Ok(c) => c,
         Err(e) => {
             if let ConnectionError::Decode(DecodeError::UnsupportedProtocolLevel(level)) = e {
                 // [MQTT-3.1.2-2]: answer 0x01 "unacceptable protocol version".
                 tracing::debug!(shard = ctx.id, level, "unsupported protocol level");
-                let refusal = ConnAck {
-                    session_present: false,
-                    code: protocol::reason::connack_v3::UNACCEPTABLE_PROTOCOL_VERSION,
-                    properties: None,
-                };
-                let mut out = BytesMut::new();
-                protocol::encode(&Packet::ConnAck(refusal), ProtocolVersion::V311, &mut out);
-                let out = write.frame_output(out, true);
-                let _ = io::write_all(&stream, &out).await;
+                let code = protocol::reason::connack_v3::UNACCEPTABLE_PROTOCOL_VERSION;
+                refuse(&stream, &write, code, ProtocolVersion::V311).await;
             } else {
                 tracing::debug!(shard = ctx.id, ?peer, error = %e, "closing connection before CONNECT completed");
-                let out = write.frame_output(BytesMut::new(), true);
-                let _ = io::write_all(&stream, &out).await;
+                if let Ok(out) = write.seal_output(BytesMut::new(), true) {
+                    let _ = io::write_all(&stream, &out).await;
+                }
             }
             return;
         }
+    };
+    let identity = write.tls.borrow().as_deref().and_then(tls::peer_identity);
+    if let Err(why) =
+        authn::authenticate(&ctx, listener.index, &security, &mut connect, identity).await
+    {
+        tracing::info!(
+            shard = ctx.id,
+            ?peer,
+            client_id = %connect.client_id,
+            username = connect.username.as_deref().unwrap_or(""),
+            ?why,
+            "CONNECT refused: not authenticated"
+        );
+        refuse(&stream, &write, why.code(connect.protocol.is_v5()), connect.protocol).await;
+        return;
+    }
+    tracing::debug!(shard = ctx.id, ?peer, client_id = %connect.client_id, "CONNECT accepted");
+    transport.tls = write.tls.borrow_mut().take();
+    let access = Access {
+        listener: listener.index as u16,
+        acl: security.acl.clone(),
     };
     let home = if connect.client_id.is_empty() {
         ctx.id
@@ -144,14 +195,124 @@ pub async fn accept(ctx: Rc<ShardCtx>, stream: TcpStream, kind: Rc<ListenerKind>
         std::mem::forget(slot);
         // A task of its own: the handshake state above is freed, so an idle
         // connection carries only what serving it needs.
-        glommio::spawn_local(serve(ctx, stream.into_inner(), transport, buf, connect)).detach();
+        glommio::spawn_local(serve(
+            ctx,
+            stream.into_inner(),
+            transport,
+            buf,
+            connect,
+            access,
+        ))
+        .detach();
         return;
     }
-    hand_off(&ctx, slot, stream, transport, buf, connect, home).await;
+    hand_off(&ctx, slot, stream, transport, buf, connect, access, home).await;
+}
+
+/// Whether the per-address connection rate lets `peer` in.
+fn admit_rate(ctx: &ShardCtx, peer: Option<SocketAddr>) -> bool {
+    peer.is_none_or(|p| {
+        ctx.connect_rate
+            .admit(p.ip(), ctx.config.max_connect_rate, ctx.now())
+    })
+}
+
+/// Answers a CONNECT with a refusal code and closes.
+async fn refuse(stream: &SharedStream, write: &WriteSide, code: u8, version: ProtocolVersion) {
+    let refusal = ConnAck {
+        session_present: false,
+        code,
+        properties: None,
+    };
+    let mut out = BytesMut::new();
+    protocol::encode(&Packet::ConnAck(refusal), version, &mut out);
+    if let Ok(out) = write.seal_output(out, true) {
+        let _ = io::write_all(stream, &out).await;
+    }
+}
+
+/// A connection past its PROXY header and TLS handshake.
+struct Opened {
+    /// The client's address: from the PROXY header, else the socket's.
+    peer: Option<SocketAddr>,
+    /// Holds the TLS session, if any, for the writes before the tasks.
+    write: WriteSide,
+    /// Plaintext bytes already read (an HTTP request, a CONNECT).
+    plaintext: BytesMut,
+    /// The same, for an MQTT listener (moved, not copied).
+    initial_mqtt: BytesMut,
+}
+
+/// Why a connection ended before its CONNECT could be read.
+#[derive(Debug, Error)]
+enum OpenError {
+    #[error("no PROXY header and TLS handshake within the connect timeout")]
+    Timeout,
+    #[error("PROXY header: {0}")]
+    Proxy(String),
+    #[error("TLS handshake failed: {0}")]
+    Tls(#[from] tls::TlsError),
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl OpenError {
+    /// Logged once per connection: at info for what an operator may have
+    /// to act on (a client with a bad certificate), debug for the rest.
+    fn log(&self, ctx: &ShardCtx, peer: Option<SocketAddr>) {
+        match self {
+            OpenError::Tls(tls::TlsError::Protocol(_)) | OpenError::Proxy(_) => {
+                tracing::info!(shard = ctx.id, ?peer, "connection closed: {self}")
+            }
+            _ => tracing::debug!(shard = ctx.id, ?peer, "connection closed: {self}"),
+        }
+    }
+}
+
+/// Reads the PROXY header (if the listener expects one) and runs the TLS
+/// handshake (if it is a TLS listener).
+async fn open(
+    ctx: &ShardCtx,
+    stream: &SharedStream,
+    listener: &Listener,
+    security: &ListenerSecurity,
+    socket_peer: Option<SocketAddr>,
+) -> Result<Opened, OpenError> {
+    let mut peer = socket_peer;
+    let mut initial = BytesMut::new();
+    if listener.proxy_protocol {
+        let (source, rest) = proxy_header::read(stream, &ctx.pacer)
+            .await
+            .map_err(|e| OpenError::Proxy(e.to_string()))?;
+        // LOCAL (a health check) or an unknown family: the socket's peer.
+        if let Some(source) = source {
+            tracing::debug!(shard = ctx.id, proxy = ?socket_peer, client = %source, "PROXY header");
+            peer = Some(source);
+        }
+        initial = rest;
+    }
+    let Some(configs) = security.tls.as_ref().filter(|_| listener.tls) else {
+        return Ok(Opened {
+            peer,
+            write: WriteSide::direct(false),
+            plaintext: initial.clone(),
+            initial_mqtt: initial,
+        });
+    };
+    let established = tls::handshake(stream, configs, &ctx.pacer, initial).await?;
+    let write = WriteSide::direct(false);
+    *write.tls.borrow_mut() = Some(established.conn);
+    Ok(Opened {
+        peer,
+        write,
+        plaintext: established.plaintext.clone(),
+        initial_mqtt: established.plaintext,
+    })
 }
 
 /// Hands the socket to the client's home shard: dups the fd for it, then
 /// closes ours (glommio's stream has no way to give its fd up).
+#[allow(clippy::too_many_arguments)]
 async fn hand_off(
     ctx: &ShardCtx,
     slot: SocketSlot,
@@ -159,6 +320,7 @@ async fn hand_off(
     transport: Transport,
     buffered: BytesMut,
     connect: Box<Connect>,
+    access: Access,
     home: usize,
 ) {
     let fd = stream.borrow().as_raw_fd();
@@ -180,6 +342,7 @@ async fn hand_off(
         transport,
         buffered,
         connect,
+        access,
     });
     match mesh.send_to(home, item).await {
         Ok(()) => slot.pass_on(),
@@ -216,6 +379,7 @@ pub async fn serve(
     transport: Transport,
     buf: BytesMut,
     connect: Box<Connect>,
+    access: Access,
 ) {
     let version = connect.protocol;
     // A DISCONNECT its previous connection sent just before (if that one
@@ -223,12 +387,15 @@ pub async fn serve(
     if ctx.core.borrow().has_session(&connect.client_id) {
         parking::serve_ready_now(&ctx);
     }
-    let conn = ctx.core.borrow_mut().connect(*connect, ctx.now());
+    let conn = ctx
+        .core
+        .borrow_mut()
+        .connect_with(*connect, access, ctx.now());
     // Most clients are devices that say little: they start light (served
     // from the epoll set, `light`) and get tasks only once they are busy.
     let starts_light = ctx.config.light_below > 0
         && ctx.config.park_after.is_some()
-        && matches!(transport, Transport::Tcp(_))
+        && transport.is_plain_tcp()
         && buf.is_empty();
     if !starts_light {
         run(ctx, conn, stream, transport, buf, version).await;
@@ -253,13 +420,13 @@ pub(super) async fn run(
     ctx: Rc<ShardCtx>,
     conn: ConnId,
     stream: TcpStream,
-    transport: Transport,
+    mut transport: Transport,
     buf: BytesMut,
     version: ProtocolVersion,
 ) {
     let slot = SocketSlot(ctx.clone());
     let stream: SharedStream = Rc::new(RefCell::new(stream));
-    let write = Rc::new(WriteSide::new(matches!(transport, Transport::Ws(_))));
+    let write = Rc::new(WriteSide::new(transport.is_ws()).with_tls(&mut transport));
     ctx.writers.borrow_mut().insert(conn, write.clone());
     // The writer looks at the core's output once at start: a resumed
     // connection's output (or close) was flagged before it had a writer.
@@ -298,7 +465,9 @@ pub(super) async fn run(
     if linger {
         io::drain_for(&stream, LINGER).await;
     }
-    if let Some(transport) = park {
+    if let Some(mut transport) = park {
+        // The TLS session goes back to the transport, to wait with it.
+        transport.tls = write.tls.borrow_mut().take();
         if !ctx.core.borrow().is_closing(conn) {
             if let Ok(stream) = Rc::try_unwrap(stream) {
                 match parking::park(&ctx, conn, stream.into_inner(), transport, version) {
@@ -341,7 +510,7 @@ async fn read_loop(
     let max = ctx.config.max_packet_size;
     let mut meter = LightMeter::new(ctx.now(), write.writes.get());
     let light_below = match ctx.config.park_after {
-        Some(_) if matches!(transport, Transport::Tcp(_)) => ctx.config.light_below,
+        Some(_) if transport.is_plain_tcp() => ctx.config.light_below,
         _ => 0,
     };
     loop {
@@ -447,7 +616,15 @@ async fn write_loop(ctx: Rc<ShardCtx>, conn: ConnId, stream: SharedStream, write
         let Some((out, closing)) = ctx.core.borrow_mut().take_output(conn) else {
             break;
         };
-        let out = write.frame_output(out, closing);
+        let out = match write.seal_output(out, closing) {
+            Ok(out) => out,
+            Err(e) => {
+                tracing::debug!(shard = ctx.id, conn, error = %e, "TLS: cannot seal output");
+                ctx.core.borrow_mut().connection_lost(conn, ctx.now());
+                ctx.wake();
+                break;
+            }
+        };
         if !out.is_empty() {
             write.last_write.set(ctx.pacer.stamp());
             write.writes.set(write.writes.get().wrapping_add(1));

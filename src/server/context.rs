@@ -12,7 +12,12 @@ use crate::config::Config;
 
 use super::admission::{Admission, ConnectRate};
 use super::notify::Notify;
+use super::security::{ListenerSecurity, Security};
+use crate::auth::VerifiedCache;
 use super::transport::WriteSide;
+
+/// Successful password checks each shard remembers per listener.
+const VERIFIED_PER_LISTENER: usize = 10_000;
 
 /// Most rounds of one `wake` (see there); what is left waits for the next.
 const WAKE_ROUNDS: usize = 4;
@@ -41,6 +46,14 @@ pub struct ShardCtx {
     pub admission: Arc<Admission>,
     /// This shard's per-address connection rate buckets.
     pub connect_rate: ConnectRate,
+    /// TLS, password and ACL files (reloaded on SIGHUP), all shards'.
+    pub security: Arc<Security>,
+    /// The last snapshot of `security` this shard took.
+    security_seen: RefCell<(u64, Arc<Vec<Arc<ListenerSecurity>>>)>,
+    /// Passwords verified lately, per listener (cleared on reload).
+    verified: RefCell<(u64, Vec<VerifiedCache>)>,
+    /// The generation the ACLs of this shard's clients were compiled from.
+    acl_generation: std::cell::Cell<u64>,
     started: Instant,
     scratch: RefCell<Vec<ConnId>>,
 }
@@ -52,7 +65,9 @@ impl ShardCtx {
         config: Config,
         lanes: Arc<super::mesh::Lanes>,
         admission: Arc<Admission>,
+        security: Arc<Security>,
     ) -> Result<Rc<ShardCtx>, super::parking::ParkingError> {
+        let snapshot = security.snapshot();
         let mut core = Shard::new(id, shards, config.limits.clone());
         core.set_park_after(config.park_after.map_or(0, |d| d.as_millis() as u64));
         core.set_shared_strategy(config.shared_strategy);
@@ -70,10 +85,55 @@ impl ShardCtx {
             parking: super::parking::Parking::new()?,
             open_sockets: std::cell::Cell::new(0),
             connect_rate: ConnectRate::default(),
+            acl_generation: std::cell::Cell::new(snapshot.0),
+            verified: RefCell::new((snapshot.0, Vec::new())),
+            security_seen: RefCell::new(snapshot),
+            security,
             started: admission.started(),
             admission,
             scratch: RefCell::new(Vec::new()),
         }))
+    }
+
+    /// The current security settings of listener `index`.
+    pub fn security_for(&self, index: usize) -> Arc<ListenerSecurity> {
+        let generation = self.security.generation();
+        let mut seen = self.security_seen.borrow_mut();
+        if seen.0 != generation {
+            *seen = self.security.snapshot();
+        }
+        seen.1[index].clone()
+    }
+
+    /// Runs `f` on listener `index`'s cache of verified passwords, emptied
+    /// first if the files were reloaded since it was filled.
+    pub fn verified_cache<R>(&self, index: usize, f: impl FnOnce(&mut VerifiedCache) -> R) -> R {
+        let generation = self.security.generation();
+        let mut verified = self.verified.borrow_mut();
+        if verified.0 != generation {
+            *verified = (generation, Vec::new());
+        }
+        while verified.1.len() <= index {
+            verified.1.push(VerifiedCache::new(VERIFIED_PER_LISTENER));
+        }
+        f(&mut verified.1[index])
+    }
+
+    /// After a reload, compiles this shard's clients' ACLs again from the
+    /// new files (called on the shard's tick).
+    pub fn reload_acls_if_changed(&self) {
+        let generation = self.security.generation();
+        if self.acl_generation.replace(generation) == generation {
+            return;
+        }
+        let (_, listeners) = self.security.snapshot();
+        let acl_of = |listener: u16| {
+            listeners
+                .get(usize::from(listener))
+                .and_then(|l| l.acl.clone())
+        };
+        let recompiled = self.core.borrow_mut().reload_acls(&acl_of);
+        tracing::info!(shard = self.id, clients = recompiled, "ACLs recompiled");
     }
 
     /// Milliseconds since the broker started: the broker core's clock, the

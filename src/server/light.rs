@@ -32,7 +32,6 @@ use bytes::BytesMut;
 use super::connection::{SocketSlot, MESH_BACKLOG_LIMIT};
 use super::context::ShardCtx;
 use super::parking;
-use super::transport::Transport;
 use crate::broker::ConnId;
 use crate::protocol::{self, ProtocolVersion};
 
@@ -252,7 +251,7 @@ fn view(ctx: &ShardCtx, conn: ConnId) -> Option<(RawFd, ProtocolVersion, bool)> 
     Some((
         p.fd.as_raw_fd(),
         p.version,
-        matches!(p.transport, Transport::Tcp(_)),
+        p.transport.is_plain_tcp(),
     ))
 }
 

@@ -9,7 +9,7 @@ use glommio::net::TcpListener;
 
 use super::connection;
 use super::context::ShardCtx;
-use crate::config::{Config, ListenerSpec, Scheme};
+use crate::config::{Config, ListenerSpec};
 use crate::websocket::handshake::HandshakeConfig;
 
 /// What a listener speaks.
@@ -18,17 +18,35 @@ pub enum ListenerKind {
     Ws(HandshakeConfig),
 }
 
-impl ListenerKind {
-    pub fn for_spec(spec: &ListenerSpec, config: &Config) -> ListenerKind {
-        match spec.scheme {
-            Scheme::Mqtt => ListenerKind::Mqtt,
-            Scheme::Ws => ListenerKind::Ws(HandshakeConfig {
+/// One configured listener as its connections see it.
+pub struct Listener {
+    /// Its place in `Config::listeners` (and in `Security`).
+    pub index: usize,
+    pub kind: ListenerKind,
+    /// TLS first (its configs are in `Security`).
+    pub tls: bool,
+    /// A PROXY protocol header first.
+    pub proxy_protocol: bool,
+}
+
+impl Listener {
+    pub fn for_spec(index: usize, spec: &ListenerSpec, config: &Config) -> Listener {
+        let kind = if spec.scheme.is_ws() {
+            ListenerKind::Ws(HandshakeConfig {
                 paths: spec.paths.clone(),
                 allowed_origins: config.ws.allowed_origins.clone(),
                 trusted_proxies: config.ws.trusted_proxies.clone(),
                 max_header_bytes: 8192,
                 serve_page: config.ws.serve_page,
-            }),
+            })
+        } else {
+            ListenerKind::Mqtt
+        };
+        Listener {
+            index,
+            kind,
+            tls: spec.scheme.is_tls(),
+            proxy_protocol: spec.proxy_protocol,
         }
     }
 }
@@ -38,7 +56,7 @@ pub fn bind(spec: &ListenerSpec) -> std::io::Result<TcpListener> {
 }
 
 /// Accepts until the listener is dropped with the shard.
-pub async fn accept_loop(ctx: Rc<ShardCtx>, listener: TcpListener, kind: Rc<ListenerKind>) {
+pub async fn accept_loop(ctx: Rc<ShardCtx>, listener: TcpListener, kind: Rc<Listener>) {
     let mut warned_fd_cap = false;
     loop {
         match listener.accept().await {

@@ -49,6 +49,7 @@ use super::context::ShardCtx;
 use super::parking;
 use super::transport::Transport;
 use crate::broker::ShardMessage;
+use crate::broker::Access;
 use crate::protocol::Connect;
 
 /// Batches in flight per channel; each holds one reactor turn's messages.
@@ -57,11 +58,13 @@ pub const CHANNEL_CAPACITY: usize = 256;
 /// A connection moved to its client's home shard after its CONNECT.
 pub struct Handoff {
     pub fd: RawFd,
-    /// Read-side transport state (WebSocket decoder and unread frames).
+    /// Transport state (TLS session, WebSocket decoder and unread frames).
     pub transport: Transport,
     /// Bytes the client sent after its CONNECT, already read.
     pub buffered: BytesMut,
     pub connect: Box<Connect>,
+    /// What the listener it came through allows (ACL).
+    pub access: Access,
 }
 
 pub enum MeshItem {
@@ -261,6 +264,7 @@ pub fn start(
                             h.transport,
                             h.buffered,
                             h.connect,
+                            h.access,
                         ))
                         .detach();
                     }

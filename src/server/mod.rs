@@ -1,10 +1,12 @@
 //! The runtime layer: the only code that knows glommio.
 //!
-//! `run` checks the host (preflight), starts one executor per shard pinned
-//! to its own core, waits until every shard listens, prints `ready`, and on
-//! SIGINT/SIGTERM shuts the shards down.
+//! `run` checks the host (preflight), loads the TLS, password and ACL
+//! files, starts one executor per shard pinned to its own core, waits until
+//! every shard listens, prints `ready`, reloads those files on SIGHUP, and
+//! on SIGINT/SIGTERM shuts the shards down.
 
 mod admission;
+mod authn;
 mod connection;
 mod context;
 mod io;
@@ -17,7 +19,10 @@ mod pacer;
 mod parked_table;
 mod parking;
 mod preflight;
+mod proxy_header;
+mod security;
 mod shard_main;
+mod tls;
 mod transport;
 mod ws_upgrade;
 
@@ -29,7 +34,7 @@ use std::time::Duration;
 
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use thiserror::Error;
 
 use crate::config::Config;
@@ -44,6 +49,8 @@ pub enum ServerError {
     Start(String),
     #[error("installing signal handlers: {0}")]
     Signals(std::io::Error),
+    #[error("{0}")]
+    Security(String),
 }
 
 /// What shards report to the main thread.
@@ -87,6 +94,7 @@ pub fn run(mut config: Config) -> Result<(), ServerError> {
         }
     }
 
+    let security = Arc::new(security::Security::load(&config).map_err(ServerError::Security)?);
     let shards = config.shards;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let placement = if shards <= cores {
@@ -100,13 +108,21 @@ pub fn run(mut config: Config) -> Result<(), ServerError> {
     let (events_tx, events_rx) = mpsc::channel();
     let shutdown = Arc::new(AtomicBool::new(false));
     let handles = {
-        let (config, shutdown) = (config.clone(), shutdown.clone());
+        let (config, shutdown, security) = (config.clone(), shutdown.clone(), security.clone());
         LocalExecutorPoolBuilder::new(placement)
             .name("ringmq-shard")
             .io_memory(config.io_memory)
             .preempt_timer(PREEMPT_AFTER)
             .on_all_shards(move || {
-                shard_main::run(config, lanes, admission, mesh_builder, events_tx, shutdown)
+                shard_main::run(shard_main::ShardSetup {
+                    config,
+                    lanes,
+                    admission,
+                    security,
+                    mesh_builder,
+                    events: events_tx,
+                    shutdown,
+                })
             })
             .map_err(|e| ServerError::Start(e.to_string()))?
     };
@@ -140,10 +156,16 @@ pub fn run(mut config: Config) -> Result<(), ServerError> {
         let _ = out.flush();
     }
 
-    let mut signals =
-        signal_hook::iterator::Signals::new([SIGINT, SIGTERM]).map_err(ServerError::Signals)?;
-    if let Some(sig) = signals.forever().next() {
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .map_err(ServerError::Signals)?;
+    for sig in signals.forever() {
+        if sig == SIGHUP {
+            tracing::info!("SIGHUP: reloading certificates, password and ACL files");
+            security.reload(&config);
+            continue;
+        }
         tracing::info!(signal = sig, "shutting down");
+        break;
     }
     shutdown.store(true, Ordering::Relaxed);
     handles.join_all();

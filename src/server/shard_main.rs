@@ -13,6 +13,7 @@ use super::admission::Admission;
 use super::context::ShardCtx;
 use super::mesh::{self, MeshItem};
 use super::pacer;
+use super::security::Security;
 use super::parking;
 use super::{listener, ShardEvent};
 use crate::config::Config;
@@ -23,14 +24,27 @@ const TICK: Duration = Duration::from_millis(500);
 /// overshoots it by at most ~50 MB.
 const MEMORY_CHECK: Duration = Duration::from_millis(50);
 
-pub async fn run(
-    config: Config,
-    lanes: Arc<mesh::Lanes>,
-    admission: Arc<Admission>,
-    mesh_builder: Option<MeshBuilder<MeshItem, glommio::channels::channel_mesh::Full>>,
-    events: Sender<ShardEvent>,
-    shutdown: Arc<AtomicBool>,
-) {
+/// What every shard starts from.
+pub struct ShardSetup {
+    pub config: Config,
+    pub lanes: Arc<mesh::Lanes>,
+    pub admission: Arc<Admission>,
+    pub security: Arc<Security>,
+    pub mesh_builder: Option<MeshBuilder<MeshItem, glommio::channels::channel_mesh::Full>>,
+    pub events: Sender<ShardEvent>,
+    pub shutdown: Arc<AtomicBool>,
+}
+
+pub async fn run(setup: ShardSetup) {
+    let ShardSetup {
+        config,
+        lanes,
+        admission,
+        security,
+        mesh_builder,
+        events,
+        shutdown,
+    } = setup;
     let shards = config.shards;
     // The mesh's join is a barrier for all shards; peer_id is our rank.
     let (id, mesh_ends) = match mesh_builder {
@@ -43,7 +57,7 @@ pub async fn run(
         },
         None => (0, None),
     };
-    let ctx = match ShardCtx::new(id, shards, config, lanes, admission) {
+    let ctx = match ShardCtx::new(id, shards, config, lanes, admission, security) {
         Ok(ctx) => ctx,
         Err(e) => {
             let _ = events.send(ShardEvent::Failed(format!("shard {id}: {e}")));
@@ -55,11 +69,11 @@ pub async fn run(
         let _ = ctx.mesh.set(senders);
     }
     let mut listeners = Vec::new();
-    for spec in &ctx.config.listeners {
+    for (index, spec) in ctx.config.listeners.iter().enumerate() {
         match listener::bind(spec) {
             Ok(l) => listeners.push((
                 l,
-                Rc::new(listener::ListenerKind::for_spec(spec, &ctx.config)),
+                Rc::new(listener::Listener::for_spec(index, spec, &ctx.config)),
             )),
             Err(e) => {
                 let _ = events.send(ShardEvent::Failed(format!(
@@ -80,6 +94,7 @@ pub async fn run(
             loop {
                 glommio::timer::sleep(TICK).await;
                 ctx.core.borrow_mut().tick(ctx.now());
+                ctx.reload_acls_if_changed();
                 ctx.wake();
                 ctx.request_parks();
                 ctx.shrink_idle_tables();

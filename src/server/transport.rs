@@ -1,24 +1,55 @@
-//! The byte stream under MQTT: plain TCP, or WebSocket frames (MQTT-6.0).
+//! The byte stream under MQTT: plain TCP, or WebSocket frames (MQTT-6.0),
+//! either of them optionally inside TLS.
 //!
-//! Reading: `read_mqtt` appends MQTT bytes to the packet buffer, through the
-//! frame decoder for WebSocket (which unmasks straight into that buffer).
-//! Writing: `frame_output` wraps one flush's MQTT bytes in one binary frame
-//! and puts control frames (pong, close) behind it, so a flush is one write.
+//! Reading: `read_mqtt` appends MQTT bytes to the packet buffer, through
+//! TLS (`read_plain`) and then the frame decoder for WebSocket (which
+//! unmasks straight into that buffer). Writing: `seal_output` wraps one
+//! flush's MQTT bytes in one binary frame, puts control frames (pong,
+//! close) behind it and encrypts the lot, so a flush is one write.
 
 use std::cell::{Cell, RefCell};
 
 use bytes::BytesMut;
+use rustls::ServerConnection;
 
 use super::connection::ConnectionError;
 use super::io::{self, ReadHint, SharedStream};
 use super::notify::Notify;
 use super::pacer::Pacer;
+use super::tls;
 use crate::websocket::frame::{self, Control, FrameDecoder};
 
-/// Read-side state of a connection's transport. Moves with a hand-off.
-pub enum Transport {
+/// A connection's transport state. Moves with a hand-off and with parking.
+pub struct Transport {
+    pub framing: Framing,
+    /// The TLS session (mqtts, wss). While tasks serve the connection it
+    /// lives in their `WriteSide` instead, shared by reader and writer.
+    pub tls: Option<Box<ServerConnection>>,
+}
+
+/// How MQTT bytes are framed on the (plaintext) stream.
+pub enum Framing {
     Tcp(ReadHint),
     Ws(Box<WsRead>),
+}
+
+impl Transport {
+    pub fn tcp(tls: Option<Box<ServerConnection>>) -> Transport {
+        Transport {
+            framing: Framing::Tcp(ReadHint::default()),
+            tls,
+        }
+    }
+
+    pub fn is_ws(&self) -> bool {
+        matches!(self.framing, Framing::Ws(_))
+    }
+
+    /// MQTT straight on a TCP socket: what light connections can serve
+    /// inline (`light`).
+    pub fn is_plain_tcp(&self) -> bool {
+        self.tls.is_none() && !self.is_ws()
+    }
 }
 
 pub struct WsRead {
@@ -71,6 +102,8 @@ pub struct WriteSide {
     /// window: the next write goes out at once, not on the tick, or a
     /// QoS 1/2 subscriber would get one window per tick.
     pub urgent: Cell<bool>,
+    /// The TLS session while tasks serve the connection (see `Transport`).
+    pub tls: RefCell<Option<Box<ServerConnection>>>,
 }
 
 impl WriteSide {
@@ -103,9 +136,51 @@ impl WriteSide {
         }
     }
 
-    /// What to write for one flush of `mqtt` bytes. `closing`: the broker is
-    /// ending the connection, so a WebSocket close frame goes last.
-    pub fn frame_output(&self, mqtt: BytesMut, closing: bool) -> BytesMut {
+    /// Moves the transport's TLS session here (tasks start serving).
+    pub fn with_tls(self, transport: &mut Transport) -> WriteSide {
+        *self.tls.borrow_mut() = transport.tls.take();
+        self
+    }
+
+    /// What to write for one flush of `mqtt` bytes: framed, then sealed.
+    /// `closing`: the broker is ending the connection, so a WebSocket close
+    /// frame and a TLS close_notify go last.
+    pub fn seal_output(&self, mqtt: BytesMut, closing: bool) -> std::io::Result<BytesMut> {
+        let out = self.frame_output(mqtt, closing);
+        let mut tls = self.tls.borrow_mut();
+        let Some(conn) = tls.as_mut() else {
+            return Ok(out);
+        };
+        if closing {
+            conn.send_close_notify();
+        }
+        let mut sealed = BytesMut::new();
+        tls::seal(conn, &out, &mut sealed)?;
+        Ok(sealed)
+    }
+
+    /// Seals `plain` and writes it (the direct writes before a writer task
+    /// exists: an HTTP answer, a refusal).
+    pub async fn send(&self, stream: &SharedStream, plain: &[u8]) -> std::io::Result<()> {
+        let sealed = {
+            let mut tls = self.tls.borrow_mut();
+            match tls.as_mut() {
+                Some(conn) => {
+                    let mut sealed = BytesMut::new();
+                    tls::seal(conn, plain, &mut sealed)?;
+                    Some(sealed)
+                }
+                None => None,
+            }
+        };
+        match sealed {
+            Some(sealed) => io::write_all(stream, &sealed).await,
+            None => io::write_all(stream, plain).await,
+        }
+    }
+
+    /// Frames one flush of `mqtt` bytes (see `seal_output`).
+    fn frame_output(&self, mqtt: BytesMut, closing: bool) -> BytesMut {
         if !self.ws {
             return mqtt;
         }
@@ -127,26 +202,26 @@ impl Transport {
     /// No bytes or end-of-stream pending in the transport itself (a
     /// WebSocket frame half read, or a close seen but not yet reported).
     pub fn is_idle(&self) -> bool {
-        match self {
-            Transport::Tcp(_) => true,
-            Transport::Ws(ws) => ws.raw.is_empty() && ws.ended.is_none(),
+        match &self.framing {
+            Framing::Tcp(_) => true,
+            Framing::Ws(ws) => ws.raw.is_empty() && ws.ended.is_none(),
         }
     }
 
     /// The next read does not wait for the pacer's tick.
     pub fn unpace(&mut self) {
-        match self {
-            Transport::Tcp(hint) => hint.unpace(),
-            Transport::Ws(ws) => ws.hint.unpace(),
+        match &mut self.framing {
+            Framing::Tcp(hint) => hint.unpace(),
+            Framing::Ws(ws) => ws.hint.unpace(),
         }
     }
 
     /// Lets an idle connection's buffers go (`mqtt` is the packet buffer,
     /// empty after decoding).
     pub fn release_if_idle(&mut self, mqtt: &mut BytesMut) {
-        match self {
-            Transport::Tcp(hint) => io::release_if_idle(mqtt, hint),
-            Transport::Ws(ws) => {
+        match &mut self.framing {
+            Framing::Tcp(hint) => io::release_if_idle(mqtt, hint),
+            Framing::Ws(ws) => {
                 io::release_if_idle(&mut ws.raw, &ws.hint);
                 // Filled by copies from `raw`, so it never needs to be large.
                 if mqtt.is_empty() {
@@ -165,9 +240,9 @@ pub async fn read_mqtt(
     write: &WriteSide,
     mqtt: &mut BytesMut,
 ) -> Result<usize, ConnectionError> {
-    let ws = match transport {
-        Transport::Tcp(hint) => return Ok(io::read_into(stream, mqtt, hint, pacer).await?),
-        Transport::Ws(ws) => ws,
+    let ws = match &mut transport.framing {
+        Framing::Tcp(hint) => return read_plain(stream, write, mqtt, hint, pacer).await,
+        Framing::Ws(ws) => ws,
     };
     if let Some(end) = ws.ended.take() {
         return Err(end);
@@ -205,10 +280,54 @@ pub async fn read_mqtt(
         if write.direct {
             let control = write.control.borrow_mut().split();
             if !control.is_empty() {
-                io::write_all(stream, &control).await?;
+                write.send(stream, &control).await?;
             }
         }
-        if io::read_into(stream, &mut ws.raw, &mut ws.hint, pacer).await? == 0 {
+        if read_plain(stream, write, &mut ws.raw, &mut ws.hint, pacer).await? == 0 {
+            return Ok(0);
+        }
+    }
+}
+
+/// Reads what is available into `buf`, decrypted when the connection is
+/// TLS (ciphertext that carries no application data, such as a key
+/// update, is taken and read past); `Ok(0)` at EOF or close_notify.
+pub async fn read_plain(
+    stream: &SharedStream,
+    write: &WriteSide,
+    buf: &mut BytesMut,
+    hint: &mut ReadHint,
+    pacer: &Pacer,
+) -> Result<usize, ConnectionError> {
+    if write.tls.borrow().is_none() {
+        return Ok(io::read_into(stream, buf, hint, pacer).await?);
+    }
+    let mut raw = BytesMut::new();
+    loop {
+        if io::read_into(stream, &mut raw, hint, pacer).await? == 0 {
+            return Ok(0);
+        }
+        let before = buf.len();
+        let opened = {
+            let mut tls = write.tls.borrow_mut();
+            let Some(conn) = tls.as_mut() else {
+                return Ok(0);
+            };
+            tls::open(conn, &raw, buf)
+        };
+        raw.clear();
+        let opened = opened.map_err(ConnectionError::Tls)?;
+        if opened.wants_write {
+            if write.direct {
+                write.send(stream, &[]).await?;
+            } else {
+                write.notify.notify();
+            }
+        }
+        if buf.len() > before {
+            return Ok(buf.len() - before);
+        }
+        if opened.closed {
             return Ok(0);
         }
     }

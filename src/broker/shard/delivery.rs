@@ -7,6 +7,7 @@ use bytestring::ByteString;
 
 use super::v5::{self, encode_delivery, Outgoing};
 use super::Shard;
+use crate::broker::access;
 use crate::broker::message::{Message, Origin, ShardMessage};
 use crate::broker::retain::RetainOutcome;
 use crate::broker::session::{ConnId, Inflight, OutboundState, Queued, SessionId, SubIds};
@@ -224,6 +225,10 @@ impl Shard {
         let Some(session) = self.sessions.get_mut(&sid) else {
             return false;
         };
+        if !access::may_receive(session.acl.as_deref(), &msg.topic, false) {
+            self.stats.deliveries_denied += 1;
+            return false;
+        }
         let conn_id = session.conn;
         let conn = conn_id
             .and_then(|c| self.conns.get_mut(&c))
@@ -489,6 +494,13 @@ impl Shard {
             });
             for m in &found {
                 if m.expired(self.now) {
+                    continue;
+                }
+                // A grant to subscribe does not cover every retained topic
+                // under the filter (a deny rule, a narrower read rule).
+                let acl = self.sessions.get(&sid).and_then(|s| s.acl.as_deref());
+                if !access::may_receive(acl, &m.topic, true) {
+                    self.stats.deliveries_denied += 1;
                     continue;
                 }
                 let qos = m.qos.min(opts.options.qos);

@@ -6,7 +6,9 @@ use super::sharing::share_of;
 use super::{PendingSubscribe, Shard};
 use crate::broker::error::ProtocolViolation;
 use crate::broker::message::{detached_str, Message, Origin, ShardMessage};
-use crate::broker::session::{ConnId, OutboundState};
+use crate::auth::SubscribeAccess;
+use crate::broker::access;
+use crate::broker::session::{ConnId, OutboundState, SessionId};
 use crate::broker::shared;
 use crate::broker::subscribers::Subscription;
 use crate::protocol::{
@@ -20,6 +22,8 @@ const SUBACK_FAILURE: u8 = 0x80;
 const SUBACK_INVALID_FILTER_V5: u8 = 0x8F;
 /// 5.0 "Quota exceeded": beyond --max-subscriptions.
 const SUBACK_QUOTA_EXCEEDED_V5: u8 = 0x97;
+/// 5.0 "Not authorized": the ACL refuses (SUBACK, PUBACK, PUBREC).
+const NOT_AUTHORIZED: u8 = 0x87;
 
 impl Shard {
     /// Handles one packet from a connected client. On a protocol violation
@@ -158,9 +162,14 @@ impl Shard {
             None if p.topic.is_empty() => return Err(ProtocolViolation::EmptyTopic),
             None => p.topic,
         };
-        let sid = conn.session;
+        let (sid, v5) = (conn.session, conn.protocol.is_v5());
         if !self.limits.topic_fits(&p.topic) {
             return Err(ProtocolViolation::TopicTooLarge);
+        }
+        let acl = self.sessions.get(&sid).and_then(|s| s.acl.as_deref());
+        if !access::may_publish(acl, &p.topic) {
+            self.refuse_publish(conn_id, sid, v5, &p);
+            return Ok(());
         }
         let mut expires_at = None;
         if let Some(props) = &mut p.properties {
@@ -215,6 +224,31 @@ impl Shard {
             }
         }
         Ok(())
+    }
+
+    /// A PUBLISH the ACL does not allow: not routed. 5.0 clients get
+    /// "not authorized" (0x87) in the PUBACK/PUBREC; 3.1.1 has no such
+    /// code, so the message is acknowledged and dropped (as mosquitto
+    /// does; a QoS 2 id is kept so its PUBREL completes normally).
+    fn refuse_publish(&mut self, conn_id: ConnId, sid: SessionId, v5: bool, p: &Publish) {
+        tracing::debug!(shard = self.id, conn = conn_id, topic = %p.topic, "PUBLISH denied by the ACL");
+        self.stats.publishes_denied += 1;
+        let ack = Ack {
+            reason: if v5 { NOT_AUTHORIZED } else { 0 },
+            ..Self::ack(p.packet_id)
+        };
+        match p.qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => self.write(conn_id, &Packet::PubAck(ack)),
+            QoS::ExactlyOnce => {
+                if !v5 {
+                    if let Some(s) = self.sessions.get_mut(&sid) {
+                        s.inbound_qos2.get_or_insert_default().insert(p.packet_id);
+                    }
+                }
+                self.write(conn_id, &Packet::PubRec(ack));
+            }
+        }
     }
 
     fn session_of(&mut self, conn_id: ConnId) -> Option<&mut crate::broker::session::Session> {
@@ -314,6 +348,24 @@ impl Shard {
                 });
                 continue;
             }
+            let inner = match shared::parse(&req.filter) {
+                Some(Some(share)) => share.filter,
+                _ => req.filter.clone(),
+            };
+            match self.subscribe_access(sid, &inner) {
+                SubscribeAccess::Denied => {
+                    tracing::debug!(shard = self.id, conn = conn_id, filter = %req.filter, "SUBSCRIBE denied by the ACL");
+                    self.stats.subscriptions_denied += 1;
+                    codes.push(if v5 { NOT_AUTHORIZED } else { SUBACK_FAILURE });
+                    continue;
+                }
+                SubscribeAccess::GrantedChecked => {
+                    if let Some(acl) = self.sessions.get_mut(&sid).and_then(|s| s.acl.as_mut()) {
+                        acl.check_deliveries = true;
+                    }
+                }
+                SubscribeAccess::Granted => {}
+            }
             let subscription = Subscription {
                 options: req.options,
                 id: sub_id,
@@ -379,6 +431,14 @@ impl Shard {
             self.finish_subscribe(conn_id, sid, &suback, retained);
         }
         Ok(())
+    }
+
+    /// What session `sid`'s ACL says of subscribing to `filter`.
+    fn subscribe_access(&self, sid: SessionId, filter: &str) -> SubscribeAccess {
+        match self.sessions.get(&sid).and_then(|s| s.acl.as_deref()) {
+            Some(acl) => acl.rules.may_subscribe(filter),
+            None => SubscribeAccess::Granted,
+        }
     }
 
     /// Adds or replaces one subscription; returns whether it existed.

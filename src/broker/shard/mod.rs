@@ -30,6 +30,7 @@ use bytestring::ByteString;
 
 pub use super::limits::BrokerLimits;
 
+use super::access::{self, Access, SessionAcl};
 use super::client_index::ClientIndex;
 use super::deadlines::{Deadlines, Slot};
 use super::enhanced_auth::Methods;
@@ -87,6 +88,13 @@ pub struct ShardStats {
     /// Unacknowledged shared-group messages handed to another member
     /// because theirs disconnected.
     pub shared_redistributed: u64,
+    /// PUBLISHes (and wills) the ACL did not let through.
+    pub publishes_denied: u64,
+    /// Subscription filters the ACL refused.
+    pub subscriptions_denied: u64,
+    /// Deliveries the ACL withheld (a rule narrower than the subscription,
+    /// a retained message the client may not read).
+    pub deliveries_denied: u64,
 }
 
 /// A live network connection, after its CONNECT.
@@ -234,6 +242,12 @@ impl Shard {
     /// the new connection. The CONNACK, or the refusal and the close, are in
     /// its output. `now` is in milliseconds on any monotonic clock.
     pub fn connect(&mut self, connect: Connect, now: u64) -> ConnId {
+        self.connect_with(connect, Access::default(), now)
+    }
+
+    /// `connect`, with the permissions of the listener the client came
+    /// through (its ACL is compiled here, once the client id is known).
+    pub fn connect_with(&mut self, connect: Connect, access: Access, now: u64) -> ConnId {
         self.now = now;
         self.stats.connects += 1;
         let Connect {
@@ -243,6 +257,7 @@ impl Shard {
             client_id,
             will,
             properties,
+            username,
             ..
         } = connect;
         let v5 = protocol.is_v5();
@@ -381,6 +396,15 @@ impl Shard {
             if v5 {
                 s.set_expiry(session_expiry);
             }
+            s.acl = access.acl.as_ref().map(|file| {
+                Box::new(SessionAcl::compile(
+                    file,
+                    access.listener,
+                    username.as_ref().map(detached_str),
+                    &client_id,
+                    s.subscriptions.keys(),
+                ))
+            });
         }
         for at in deadlines.into_iter().flatten() {
             self.session_timers.remove(&(at, sid));
@@ -612,7 +636,7 @@ impl Shard {
                     s.delayed_will = Some((will, due));
                 }
                 self.session_timers.insert((due, sid));
-            } else {
+            } else if self.will_permitted(sid, &will.topic) {
                 self.publish_will(*will);
             }
         }
@@ -653,8 +677,49 @@ impl Shard {
             self.remove_subscription(sid, filter);
         }
         if let Some((will, _)) = session.delayed_will.take() {
-            self.publish_will(*will);
+            if access::may_publish(session.acl.as_deref(), &will.topic) {
+                self.publish_will(*will);
+            } else {
+                self.stats.publishes_denied += 1;
+            }
         }
+    }
+
+    /// Whether session `sid`'s ACL lets its will on `topic` be published
+    /// (counted when not).
+    pub(super) fn will_permitted(&mut self, sid: SessionId, topic: &str) -> bool {
+        let acl = self.sessions.get(&sid).and_then(|s| s.acl.as_deref());
+        if access::may_publish(acl, topic) {
+            return true;
+        }
+        tracing::debug!(shard = self.id, %topic, "will not published: the ACL denies it");
+        self.stats.publishes_denied += 1;
+        false
+    }
+
+    /// Compiles every session's ACL again from `acl_of(listener)` (the
+    /// files were reloaded); returns how many were compiled.
+    pub fn reload_acls(
+        &mut self,
+        acl_of: &dyn Fn(u16) -> Option<std::sync::Arc<crate::auth::AclFile>>,
+    ) -> usize {
+        let mut n = 0;
+        for (_, s) in self.sessions.iter_mut() {
+            let Some(old) = s.acl.take() else {
+                continue;
+            };
+            if let Some(file) = acl_of(old.listener) {
+                s.acl = Some(Box::new(SessionAcl::compile(
+                    &file,
+                    old.listener,
+                    old.username,
+                    &s.client_id,
+                    s.subscriptions.keys(),
+                )));
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Forgets a session's expiry and will-delay deadlines (it came back,

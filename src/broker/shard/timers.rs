@@ -90,7 +90,9 @@ impl Shard {
                 .is_some_and(|(_, due)| *due <= now)
             {
                 if let Some((will, _)) = session.delayed_will.take() {
-                    self.publish_will(*will);
+                    if self.will_permitted(sid, &will.topic) {
+                        self.publish_will(*will);
+                    }
                 }
             }
             let expired = self
