@@ -14,9 +14,12 @@
 //!   listeners bound by every shard (SO_REUSEPORT), per-connection reader and
 //!   writer tasks, and the channel mesh between shards.
 //! - [`config`]: the command line and TOML file.
+//! - [`auth`]: mosquitto-format password and ACL files, sans-IO: verified
+//!   off the shard's executor, compiled per client at CONNECT.
 //!
 //! `docs/ARCHITECTURE.md` draws a PUBLISH's path through all of it.
 
+pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod protocol;

@@ -24,6 +24,10 @@ static CONFIGURE_ALLOCATOR: extern "C" fn() = {
 };
 
 fn main() -> ExitCode {
+    // `ringmq passwd ...` manages a password file and never starts a broker.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "passwd") {
+        return ringmq::auth::passwd_cmd::run(std::env::args_os().skip(2));
+    }
     let config = match Config::from_cli(Cli::parse()) {
         Ok(c) => c,
         Err(e) => {
