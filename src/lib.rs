@@ -14,11 +14,15 @@
 //!   listeners bound by every shard (SO_REUSEPORT), per-connection reader and
 //!   writer tasks, and the channel mesh between shards.
 //! - [`config`]: the command line and TOML file.
+//! - [`proxy_protocol`]: the HAProxy PROXY v1/v2 header a load balancer
+//!   puts before the MQTT stream, parsed sans-IO so listeners learn the
+//!   real client address.
 //!
 //! `docs/ARCHITECTURE.md` draws a PUBLISH's path through all of it.
 
 pub mod broker;
 pub mod config;
 pub mod protocol;
+pub mod proxy_protocol;
 pub mod server;
 pub mod websocket;
