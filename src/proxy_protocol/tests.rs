@@ -307,13 +307,13 @@ fn v2_refuses_early_on_the_fixed_part() {
 
 #[test]
 fn max_header_len_bounds_what_parse_waits_for() {
-    assert!(V1_MAX_LEN <= MAX_HEADER_LEN);
+    const { assert!(V1_MAX_LEN <= MAX_HEADER_LEN) };
     assert_eq!(MAX_HEADER_LEN, 16 + 1024);
     // Any prefix of MAX_HEADER_LEN bytes is decided or refused, never
     // Incomplete: the caller can cap its buffer at MAX_HEADER_LEN.
     let mut rng = XorShift(0x5EED);
     for _ in 0..2000 {
-        let mut buf = if rng.next() % 2 == 0 {
+        let mut buf = if rng.next().is_multiple_of(2) {
             V2_SIGNATURE.to_vec()
         } else {
             b"PROXY ".to_vec()
