@@ -16,6 +16,9 @@
 //! - [`config`]: the command line and TOML file.
 //! - [`auth`]: mosquitto-format password and ACL files, sans-IO: verified
 //!   off the shard's executor, compiled per client at CONNECT.
+//! - [`proxy_protocol`]: the HAProxy PROXY v1/v2 header a load balancer
+//!   puts before the MQTT stream, parsed sans-IO so listeners learn the
+//!   real client address.
 //!
 //! `docs/ARCHITECTURE.md` draws a PUBLISH's path through all of it.
 
@@ -23,5 +26,6 @@ pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod protocol;
+pub mod proxy_protocol;
 pub mod server;
 pub mod websocket;

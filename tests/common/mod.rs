@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+pub mod auth_kit;
 pub mod hostile_kit;
 
 use std::collections::VecDeque;
@@ -41,6 +42,9 @@ static BROKER_SEQ: AtomicUsize = AtomicUsize::new(0);
 pub struct Broker {
     child: Option<Child>,
     port: u16,
+    /// The ports of every `mqtt://` listener of the ready line, in order
+    /// (the first is `port`).
+    mqtt_ports: Vec<u16>,
     /// The `ws://` URLs of the ready line, in order (empty without a
     /// WebSocket listener).
     ws_urls: Vec<String>,
@@ -73,6 +77,14 @@ impl Broker {
             b.ws_urls
         );
         b
+    }
+
+    /// Starts the broker with these `--listen` URLs after the default
+    /// `mqtt://127.0.0.1:0` one (e.g. `mqtt://127.0.0.1:0?proxy-protocol`),
+    /// then `extra`; `mqtt_ports()` lists their ports in the same order.
+    pub fn start_listeners(listeners: &[&str], extra: &[&str]) -> Broker {
+        let args: Vec<&str> = listeners.iter().flat_map(|l| ["--listen", l]).collect();
+        Broker::spawn(&args, extra)
     }
 
     fn spawn(listeners: &[&str], extra: &[&str]) -> Broker {
@@ -112,7 +124,7 @@ impl Broker {
 
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut seen = Vec::new();
-        let (port, ws_urls) = loop {
+        let (mqtt_ports, ws_urls) = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
@@ -139,7 +151,8 @@ impl Broker {
         };
         Broker {
             child: Some(child),
-            port,
+            port: mqtt_ports[0],
+            mqtt_ports,
             ws_urls,
             stderr_path,
         }
@@ -147,6 +160,11 @@ impl Broker {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The ports of every `mqtt://` listener, in the ready line's order.
+    pub fn mqtt_ports(&self) -> &[u16] {
+        &self.mqtt_ports
     }
 
     /// The `ws://` URLs listed in the ready line.
@@ -228,22 +246,22 @@ impl Broker {
     }
 }
 
-/// "mqtt://127.0.0.1:P1 [ws://127.0.0.1:P2/mqtt ...] shards=2" -> the
-/// mqtt port and the ws:// URLs.
-fn parse_ready(rest: &str) -> Option<(u16, Vec<String>)> {
+/// "mqtt://127.0.0.1:P1 [mqtt://127.0.0.1:P2 ws://127.0.0.1:P3/mqtt ...]
+/// shards=2" -> the mqtt ports (at least one) and the ws:// URLs, in order.
+fn parse_ready(rest: &str) -> Option<(Vec<u16>, Vec<String>)> {
     if !rest.ends_with("shards=2") {
         return None;
     }
-    let mut port = None;
+    let mut ports = Vec::new();
     let mut ws_urls = Vec::new();
     for word in rest.split_whitespace() {
         if let Some(addr) = word.strip_prefix("mqtt://") {
-            port = addr.rsplit(':').next().and_then(|p| p.parse().ok());
+            ports.push(addr.rsplit(':').next()?.parse().ok()?);
         } else if word.starts_with("ws://") {
             ws_urls.push(word.to_string());
         }
     }
-    Some((port?, ws_urls))
+    (!ports.is_empty()).then_some((ports, ws_urls))
 }
 
 impl Drop for Broker {
@@ -370,7 +388,9 @@ impl MqttClient {
         MqttClient::connect_options(o, format!("{id} ({via:?})"), opts).await
     }
 
-    async fn connect_options(
+    /// Connects with these rumqttc options (credentials, say) and returns
+    /// the CONNACK; a refused CONNACK panics (rumqttc reports it as an error).
+    pub async fn connect_options(
         mut o: rumqttc::MqttOptions,
         id: String,
         opts: ConnectOpts,
