@@ -464,10 +464,11 @@ impl SecurityDefaults {
 fn merge_listeners(specs: Vec<ListenerSpec>) -> Vec<ListenerSpec> {
     let mut out: Vec<ListenerSpec> = Vec::new();
     for spec in specs {
-        match out
-            .iter_mut()
-            .find(|l| l.scheme == spec.scheme && l.addr == spec.addr)
-        {
+        match out.iter_mut().find(|l| {
+            l.scheme == spec.scheme
+                && l.addr == spec.addr
+                && l.proxy_protocol == spec.proxy_protocol
+        }) {
             Some(existing) => {
                 for p in spec.paths {
                     if !existing.paths.contains(&p) {

@@ -111,10 +111,13 @@ fn bad_credentials_get_one_refusal_and_are_closed() {
             &credentials_connect(version, "c-nopw", Some("alice"), None, None),
             code,
         );
+        // No credentials at all: "not authorized" (0x87) in 5.0, as
+        // mosquitto answers; 3.1.1 has only 0x05 for both.
+        let anon_code = if version == V5 { 0x87 } else { 0x05 };
         expect_refused(
             port,
             &credentials_connect(version, "c-anon", None, None, None),
-            code,
+            anon_code,
         );
         // The right password still works after the refusals.
         let mut ok = raw_login(port, version, "c-ok", Some("alice"), Some("alice-pw"));

@@ -173,7 +173,13 @@ pub async fn accept(ctx: Rc<ShardCtx>, stream: TcpStream, listener: Rc<Listener>
             ?why,
             "CONNECT refused: not authenticated"
         );
-        refuse(&stream, &write, why.code(connect.protocol.is_v5()), connect.protocol).await;
+        refuse(
+            &stream,
+            &write,
+            why.code(connect.protocol.is_v5()),
+            connect.protocol,
+        )
+        .await;
         return;
     }
     tracing::debug!(shard = ctx.id, ?peer, client_id = %connect.client_id, "CONNECT accepted");

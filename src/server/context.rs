@@ -13,8 +13,8 @@ use crate::config::Config;
 use super::admission::{Admission, ConnectRate};
 use super::notify::Notify;
 use super::security::{ListenerSecurity, Security};
-use crate::auth::VerifiedCache;
 use super::transport::WriteSide;
+use crate::auth::VerifiedCache;
 
 /// Successful password checks each shard remembers per listener.
 const VERIFIED_PER_LISTENER: usize = 10_000;

@@ -248,11 +248,7 @@ fn must_wait(ctx: &ShardCtx, conn: ConnId) -> bool {
 fn view(ctx: &ShardCtx, conn: ConnId) -> Option<(RawFd, ProtocolVersion, bool)> {
     let parked = ctx.parking.parked.borrow();
     let p = parked.get(conn)?;
-    Some((
-        p.fd.as_raw_fd(),
-        p.version,
-        p.transport.is_plain_tcp(),
-    ))
+    Some((p.fd.as_raw_fd(), p.version, p.transport.is_plain_tcp()))
 }
 
 /// Counts `n` packets read or flushes written for a light connection at

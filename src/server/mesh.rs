@@ -48,8 +48,8 @@ use super::connection;
 use super::context::ShardCtx;
 use super::parking;
 use super::transport::Transport;
-use crate::broker::ShardMessage;
 use crate::broker::Access;
+use crate::broker::ShardMessage;
 use crate::protocol::Connect;
 
 /// Batches in flight per channel; each holds one reactor turn's messages.

@@ -13,8 +13,8 @@ use super::admission::Admission;
 use super::context::ShardCtx;
 use super::mesh::{self, MeshItem};
 use super::pacer;
-use super::security::Security;
 use super::parking;
+use super::security::Security;
 use super::{listener, ShardEvent};
 use crate::config::Config;
 

@@ -4,10 +4,10 @@ use bytestring::ByteString;
 
 use super::sharing::share_of;
 use super::{PendingSubscribe, Shard};
-use crate::broker::error::ProtocolViolation;
-use crate::broker::message::{detached_str, Message, Origin, ShardMessage};
 use crate::auth::SubscribeAccess;
 use crate::broker::access;
+use crate::broker::error::ProtocolViolation;
+use crate::broker::message::{detached_str, Message, Origin, ShardMessage};
 use crate::broker::session::{ConnId, OutboundState, SessionId};
 use crate::broker::shared;
 use crate::broker::subscribers::Subscription;
