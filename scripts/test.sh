@@ -18,13 +18,19 @@ as_root() {
 }
 
 banner "dependencies"
-if ! command -v mosquitto_sub >/dev/null 2>&1 || ! command -v mosquitto_pub >/dev/null 2>&1; then
-    echo "mosquitto-clients missing: installing"
+# mosquitto-clients for interop, mosquitto for mosquitto_passwd and the
+# password-file interop test, openssl for the test PKI of the TLS tests.
+pkgs=()
+{ command -v mosquitto_sub >/dev/null 2>&1 && command -v mosquitto_pub >/dev/null 2>&1; } || pkgs+=(mosquitto-clients)
+{ [ -x /usr/sbin/mosquitto ] && command -v mosquitto_passwd >/dev/null 2>&1; } || pkgs+=(mosquitto)
+command -v openssl >/dev/null 2>&1 || pkgs+=(openssl)
+if [ "${#pkgs[@]}" -gt 0 ]; then
+    echo "installing: ${pkgs[*]}"
     as_root apt-get update
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y mosquitto-clients
-else
-    echo "mosquitto-clients: $(command -v mosquitto_sub)"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y "${pkgs[@]}"
 fi
+echo "mosquitto: $(command -v mosquitto_sub) $(command -v mosquitto_passwd) /usr/sbin/mosquitto"
+echo "openssl: $(openssl version)"
 
 # MQTT over WebSocket interop: headless Chromium (system package, driven by
 # playwright-core: never `playwright install`), Node >= 20 for the browser

@@ -849,4 +849,87 @@ mod tests {
             "ws://127.0.0.1:8083/mqtt ws://127.0.0.1:8083/other"
         );
     }
+
+    #[test]
+    fn tls_and_proxy_listener_urls() {
+        let l = ListenerSpec::parse("mqtts://127.0.0.1:8883").unwrap();
+        assert_eq!((l.scheme, l.proxy_protocol), (Scheme::Mqtts, false));
+        assert_eq!(l.url(), "mqtts://127.0.0.1:8883");
+        let l = ListenerSpec::parse("wss://127.0.0.1:443?proxy-protocol").unwrap();
+        assert_eq!((l.scheme, l.proxy_protocol), (Scheme::Wss, true));
+        assert_eq!(l.url(), "wss://127.0.0.1:443/mqtt");
+        assert!(ListenerSpec::parse("mqtt://127.0.0.1:1?other").is_err());
+        // A TLS listener needs its files.
+        let err = Config::from_cli(Cli {
+            listen: vec!["mqtts://127.0.0.1:0".into()],
+            ..Default::default()
+        });
+        assert!(matches!(err, Err(ConfigError::Invalid(_))));
+        let err = Config::from_cli(Cli {
+            listen: vec!["mqtts://127.0.0.1:0".into()],
+            tls_cert: Some("c.pem".into()),
+            tls_key: Some("k.pem".into()),
+            tls_identity_as_username: true,
+            ..Default::default()
+        });
+        assert!(matches!(err, Err(ConfigError::Invalid(_))));
+        // Same scheme and address, with and without PROXY: two listeners.
+        let cfg = Config::from_cli(Cli {
+            listen: vec![
+                "mqtt://127.0.0.1:0".into(),
+                "mqtt://127.0.0.1:0?proxy-protocol".into(),
+            ],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(cfg.listeners.len(), 2);
+    }
+
+    #[test]
+    fn per_listener_tables_inherit_the_top_level() {
+        let dir = std::env::temp_dir().join(format!("ringmq-cfg-l-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("ringmq.toml");
+        std::fs::write(
+            &path,
+            r#"
+listen = ["mqtt://127.0.0.1:0"]
+password-file = "/etc/ringmq/passwd"
+tls-cert = "/etc/ringmq/cert.pem"
+tls-key = "/etc/ringmq/key.pem"
+
+[[listener]]
+url = "mqtts://127.0.0.1:0"
+acl-file = "/etc/ringmq/acl"
+allow-anonymous = true
+
+[[listener]]
+url = "mqtt://127.0.0.1:0"
+proxy-protocol = true
+password-file = "/etc/ringmq/other"
+"#,
+        )
+        .unwrap();
+        let cfg = Config::from_cli(Cli {
+            config: Some(path),
+            ..Default::default()
+        })
+        .unwrap();
+        let [plain, tls, proxied] = &cfg.listeners[..] else {
+            panic!("three listeners expected: {:?}", cfg.listeners);
+        };
+        assert_eq!(
+            plain.auth.password_file.as_deref(),
+            Some(std::path::Path::new("/etc/ringmq/passwd"))
+        );
+        assert!(plain.tls.is_none() && !plain.auth.anonymous_ok());
+        let files = tls.tls.as_ref().unwrap();
+        assert_eq!(files.cert, PathBuf::from("/etc/ringmq/cert.pem"));
+        assert!(tls.auth.anonymous_ok() && tls.auth.acl_file.is_some());
+        assert!(proxied.proxy_protocol);
+        assert_eq!(
+            proxied.auth.password_file.as_deref(),
+            Some(std::path::Path::new("/etc/ringmq/other"))
+        );
+    }
 }
