@@ -34,7 +34,14 @@ fn sighup_reloads_passwords_and_forgets_verified_ones() {
     // Verified (and remembered by the shard) before the reload: several
     // logins, so that both shards (the kernel spreads connections) hold it.
     for i in 0..6 {
-        raw_login(port, V311, &format!("c-warm{i}"), Some("alice"), Some("old-pw")).ping();
+        raw_login(
+            port,
+            V311,
+            &format!("c-warm{i}"),
+            Some("alice"),
+            Some("old-pw"),
+        )
+        .ping();
     }
     let mut before = raw_login(port, V311, "c-before", Some("alice"), Some("old-pw"));
     let _ = dir.password_file(&[("alice", "new-pw")]);
@@ -86,7 +93,10 @@ fn sighup_recompiles_connected_clients_acls() {
     // still open (a ping answers).
     alice.ping();
     assert!(
-        matches!(alice.read_outcome(Duration::from_millis(300)), ReadOutcome::TimedOut),
+        matches!(
+            alice.read_outcome(Duration::from_millis(300)),
+            ReadOutcome::TimedOut
+        ),
         "a message the new ACL denies was delivered"
     );
     assert_eq!(alice.subscribe(2, &[("b/#", QoS::AtMostOnce)]), vec![0]);

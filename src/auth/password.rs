@@ -52,14 +52,26 @@ enum StoredHash {
     },
 }
 
-/// What an unknown user is checked against, so that it costs what a known
-/// user with the default settings costs and timing does not tell which
-/// user names exist.
-const DUMMY: StoredHash = StoredHash::Pbkdf2 {
-    iterations: DEFAULT_ITERATIONS,
-    salt: [0; SALT_LEN],
-    hash: [0; HASH_LEN],
-};
+/// A PBKDF2 hash with the iteration count most common among `users`
+/// (the default when none has one): what unknown users are checked
+/// against, so that timing does not tell which user names exist.
+fn dummy_like(users: &HashMap<String, StoredHash>) -> StoredHash {
+    let mut counts: HashMap<u32, usize> = HashMap::new();
+    for stored in users.values() {
+        if let StoredHash::Pbkdf2 { iterations, .. } = stored {
+            *counts.entry(*iterations).or_default() += 1;
+        }
+    }
+    let iterations = counts
+        .into_iter()
+        .max_by_key(|&(iterations, n)| (n, iterations))
+        .map_or(DEFAULT_ITERATIONS, |(iterations, _)| iterations);
+    StoredHash::Pbkdf2 {
+        iterations,
+        salt: [0; SALT_LEN],
+        hash: [0; HASH_LEN],
+    }
+}
 
 impl StoredHash {
     fn parse(field: &str, line: usize) -> Result<StoredHash, AuthFileError> {
@@ -139,6 +151,10 @@ fn decode<const N: usize>(text: &str) -> Option<[u8; N]> {
 #[derive(Clone)]
 pub struct PasswordFile {
     users: HashMap<String, StoredHash>,
+    /// What an unknown user is checked against: PBKDF2 with the iteration
+    /// count most of the file's users have, so that a name that is not
+    /// there costs what one that is costs.
+    dummy: StoredHash,
 }
 
 /// Lists nothing but the count: hashes are secrets too.
@@ -184,7 +200,8 @@ impl PasswordFile {
                 });
             }
         }
-        Ok(PasswordFile { users })
+        let dummy = dummy_like(&users);
+        Ok(PasswordFile { users, dummy })
     }
 
     pub fn len(&self) -> usize {
@@ -203,7 +220,7 @@ impl PasswordFile {
         match self.users.get(user) {
             Some(stored) => stored.verify(password),
             None => {
-                std::hint::black_box(DUMMY.verify(password));
+                std::hint::black_box(self.dummy.verify(password));
                 false
             }
         }
