@@ -90,6 +90,11 @@ mqtt5_paho() {
 paho_interop() {
     RINGMQ_BIN=target/debug/ringmq timeout 960 scripts/paho_interop.sh
 }
+# MQTT over TLS and secure WebSocket with paho-mqtt (mqtts and wss, 3.1.1
+# and 5.0, client certificates); PKI made at run time with openssl.
+tls_paho() {
+    RINGMQ_BIN=target/debug/ringmq timeout 300 .venv/bin/python tests/tls_paho.py
+}
 ws_browser() {
     (cd tests/browser && RINGMQ_BIN=../../target/debug/ringmq timeout 300 node --test)
 }
@@ -97,6 +102,7 @@ step cargo build
 # The README's first command is `cargo run --release`: it must pick the broker binary.
 step cargo run --quiet -- --version
 step ws_paho
+step tls_paho
 step mqtt5_paho
 step paho_interop
 step ws_browser

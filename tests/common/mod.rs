@@ -8,6 +8,7 @@
 
 pub mod auth_kit;
 pub mod hostile_kit;
+pub mod tls_kit;
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -48,6 +49,11 @@ pub struct Broker {
     /// The `ws://` URLs of the ready line, in order (empty without a
     /// WebSocket listener).
     ws_urls: Vec<String>,
+    /// The `mqtts://` and `wss://` URLs of the ready line, in order.
+    mqtts_urls: Vec<String>,
+    wss_urls: Vec<String>,
+    /// The whole ready line, after `ready `.
+    ready: String,
     stderr_path: PathBuf,
 }
 
@@ -124,26 +130,31 @@ impl Broker {
 
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut seen = Vec::new();
-        let (mqtt_ports, ws_urls) = loop {
+        let ready = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
                     if let Some(rest) = line.strip_prefix("ready ") {
-                        let parsed = parse_ready(rest).unwrap_or_else(|| {
+                        break parse_ready(rest).unwrap_or_else(|| {
                             let _ = child.kill();
                             let _ = child.wait();
                             panic!("unparsable ready line {line:?}");
                         });
-                        break parsed;
                     }
                     seen.push(line);
                 }
                 Err(e) => {
                     let _ = child.kill();
-                    let _ = child.wait();
+                    let status = child.wait();
                     let stderr = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+                    let why = match e {
+                        mpsc::RecvTimeoutError::Timeout => {
+                            "did not print its ready line within 20 s"
+                        }
+                        mpsc::RecvTimeoutError::Disconnected => "exited before its ready line",
+                    };
                     panic!(
-                        "ringmq did not print its ready line within 20 s ({e:?}).\n\
+                        "ringmq {why} ({status:?}).\nargs: {listeners:?} {extra:?}\n\
                          stdout so far: {seen:?}\n--- stderr ---\n{stderr}"
                     );
                 }
@@ -151,9 +162,12 @@ impl Broker {
         };
         Broker {
             child: Some(child),
-            port: mqtt_ports[0],
-            mqtt_ports,
-            ws_urls,
+            port: ready.mqtt_ports[0],
+            mqtt_ports: ready.mqtt_ports,
+            ws_urls: ready.ws_urls,
+            mqtts_urls: ready.mqtts_urls,
+            wss_urls: ready.wss_urls,
+            ready: ready.line,
             stderr_path,
         }
     }
@@ -174,13 +188,57 @@ impl Broker {
 
     /// The port of the first WebSocket listener; panics without one.
     pub fn ws_port(&self) -> u16 {
-        let url = self.ws_urls.first().expect("broker has no ws:// listener");
-        url["ws://".len()..]
-            .split('/')
-            .next()
-            .and_then(|hp| hp.rsplit(':').next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {url:?}"))
+        url_port(self.ws_urls.first().expect("broker has no ws:// listener"))
+    }
+
+    /// The ready line after `ready `: every listener in the order given,
+    /// then `shards=2`.
+    pub fn ready_line(&self) -> &str {
+        &self.ready
+    }
+
+    /// The `mqtts://` URLs listed in the ready line.
+    pub fn mqtts_urls(&self) -> &[String] {
+        &self.mqtts_urls
+    }
+
+    /// The port of the first MQTT-over-TLS listener; panics without one.
+    pub fn mqtts_port(&self) -> u16 {
+        url_port(
+            self.mqtts_urls
+                .first()
+                .expect("broker has no mqtts:// listener (the ready line lists none)"),
+        )
+    }
+
+    /// The `wss://` URLs listed in the ready line.
+    pub fn wss_urls(&self) -> &[String] {
+        &self.wss_urls
+    }
+
+    /// The port of the first secure WebSocket listener; panics without one.
+    pub fn wss_port(&self) -> u16 {
+        url_port(
+            self.wss_urls
+                .first()
+                .expect("broker has no wss:// listener (the ready line lists none)"),
+        )
+    }
+
+    /// The first `wss://` URL of the ready line (e.g.
+    /// `wss://127.0.0.1:PORT/mqtt`).
+    pub fn wss_url(&self) -> String {
+        self.wss_urls
+            .first()
+            .expect("broker has no wss:// listener (the ready line lists none)")
+            .clone()
+    }
+
+    /// Sends SIGHUP (reload the TLS certificate, key and client CA).
+    pub fn sighup(&self) {
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        let rc = unsafe { libc::kill(self.pid() as libc::pid_t, libc::SIGHUP) };
+        assert_eq!(rc, 0, "kill -HUP {}", self.pid());
     }
 
     /// `ws://127.0.0.1:PORT/mqtt` for the first WebSocket listener.
@@ -246,22 +304,55 @@ impl Broker {
     }
 }
 
-/// "mqtt://127.0.0.1:P1 [mqtt://127.0.0.1:P2 ws://127.0.0.1:P3/mqtt ...]
-/// shards=2" -> the mqtt ports (at least one) and the ws:// URLs, in order.
-fn parse_ready(rest: &str) -> Option<(Vec<u16>, Vec<String>)> {
+/// What the ready line says.
+struct Ready {
+    line: String,
+    /// Every `mqtt://` listener's port, in order (at least one).
+    mqtt_ports: Vec<u16>,
+    ws_urls: Vec<String>,
+    mqtts_urls: Vec<String>,
+    wss_urls: Vec<String>,
+}
+
+/// "mqtt://127.0.0.1:P1 [mqtt://127.0.0.1:P2] [mqtts://127.0.0.1:P3]
+/// [ws://127.0.0.1:P4/mqtt] [wss://127.0.0.1:P5/mqtt ...] shards=2" -> the
+/// mqtt ports and the URLs of each other scheme, in order.
+fn parse_ready(rest: &str) -> Option<Ready> {
     if !rest.ends_with("shards=2") {
         return None;
     }
-    let mut ports = Vec::new();
-    let mut ws_urls = Vec::new();
+    let mut mqtt_ports = Vec::new();
+    let (mut ws_urls, mut mqtts_urls, mut wss_urls) = (Vec::new(), Vec::new(), Vec::new());
     for word in rest.split_whitespace() {
-        if let Some(addr) = word.strip_prefix("mqtt://") {
-            ports.push(addr.rsplit(':').next()?.parse().ok()?);
+        if word.starts_with("mqtt://") {
+            mqtt_ports.push(url_port(word));
         } else if word.starts_with("ws://") {
             ws_urls.push(word.to_string());
+        } else if word.starts_with("mqtts://") {
+            mqtts_urls.push(word.to_string());
+        } else if word.starts_with("wss://") {
+            wss_urls.push(word.to_string());
         }
     }
-    (!ports.is_empty()).then_some((ports, ws_urls))
+    if mqtt_ports.is_empty() {
+        return None;
+    }
+    Some(Ready {
+        line: rest.to_string(),
+        mqtt_ports,
+        ws_urls,
+        mqtts_urls,
+        wss_urls,
+    })
+}
+
+/// The port of `scheme://HOST:PORT[/PATH]`; panics without one.
+pub fn url_port(url: &str) -> u16 {
+    url.split_once("://")
+        .and_then(|(_, rest)| rest.split('/').next())
+        .and_then(|hp| hp.rsplit(':').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no port in {url:?}"))
 }
 
 impl Drop for Broker {
@@ -388,8 +479,9 @@ impl MqttClient {
         MqttClient::connect_options(o, format!("{id} ({via:?})"), opts).await
     }
 
-    /// Connects with these rumqttc options (credentials, say) and returns
-    /// the CONNACK; a refused CONNACK panics (rumqttc reports it as an error).
+    /// Connects with prepared options (any transport: the TLS tests pass
+    /// `Transport::Tls`/`Wss`) and returns the CONNACK; panics when the
+    /// connection closes first.
     pub async fn connect_options(
         mut o: rumqttc::MqttOptions,
         id: String,
