@@ -24,6 +24,34 @@ const TICK: Duration = Duration::from_millis(500);
 /// overshoots it by at most ~50 MB.
 const MEMORY_CHECK: Duration = Duration::from_millis(50);
 
+/// Joins the shard mesh, with a timer ticking meanwhile.
+///
+/// glommio 0.9's `MeshBuilder::join` connects shared channels whose
+/// "connected" wakers are only re-polled when the reactor turns: nothing
+/// wakes an executor that went to sleep (no timer armed, no I/O) before
+/// its peer connected, so about one start in fifty under CPU load hung
+/// there for good. The tick keeps the reactor turning until the join is
+/// done.
+async fn join_mesh(
+    builder: MeshBuilder<MeshItem, glommio::channels::channel_mesh::Full>,
+) -> glommio::Result<
+    (
+        glommio::channels::channel_mesh::Senders<MeshItem>,
+        glommio::channels::channel_mesh::Receivers<MeshItem>,
+    ),
+    (),
+> {
+    futures_lite::future::or(builder.join(), async {
+        loop {
+            glommio::timer::sleep(JOIN_TICK).await;
+        }
+    })
+    .await
+}
+
+/// How often the reactor turns while the mesh is being joined.
+const JOIN_TICK: Duration = Duration::from_millis(2);
+
 /// What every shard starts from.
 pub struct ShardSetup {
     pub config: Config,
@@ -46,9 +74,10 @@ pub async fn run(setup: ShardSetup) {
         shutdown,
     } = setup;
     let shards = config.shards;
+    tracing::debug!("shard executor started: joining the mesh");
     // The mesh's join is a barrier for all shards; peer_id is our rank.
     let (id, mesh_ends) = match mesh_builder {
-        Some(builder) => match builder.join().await {
+        Some(builder) => match join_mesh(builder).await {
             Ok((senders, receivers)) => (senders.peer_id(), Some((senders, receivers))),
             Err(e) => {
                 let _ = events.send(ShardEvent::Failed(format!("joining the shard mesh: {e}")));
@@ -57,6 +86,7 @@ pub async fn run(setup: ShardSetup) {
         },
         None => (0, None),
     };
+    tracing::debug!(shard = id, "mesh joined");
     let ctx = match ShardCtx::new(id, shards, config, lanes, admission, security) {
         Ok(ctx) => ctx,
         Err(e) => {
