@@ -8,6 +8,7 @@
 
 pub mod auth_kit;
 pub mod hostile_kit;
+pub mod tls_clients;
 pub mod tls_kit;
 
 use std::collections::VecDeque;
