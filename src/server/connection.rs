@@ -401,7 +401,7 @@ pub async fn serve(
     // from the epoll set, `light`) and get tasks only once they are busy.
     let starts_light = ctx.config.light_below > 0
         && ctx.config.park_after.is_some()
-        && transport.is_plain_tcp()
+        && transport.can_be_light()
         && buf.is_empty();
     if !starts_light {
         run(ctx, conn, stream, transport, buf, version).await;
@@ -516,7 +516,7 @@ async fn read_loop(
     let max = ctx.config.max_packet_size;
     let mut meter = LightMeter::new(ctx.now(), write.writes.get());
     let light_below = match ctx.config.park_after {
-        Some(_) if transport.is_plain_tcp() => ctx.config.light_below,
+        Some(_) if transport.can_be_light() => ctx.config.light_below,
         _ => 0,
     };
     loop {

@@ -20,7 +20,11 @@
 //! window), when a read leaves half a packet or fills the stack buffer,
 //! when the kernel takes only part of a reply, or when the broker closes it
 //! with something to say (the lingering close lives in `connection`).
-//! WebSocket connections are resumed on every event (their frames need the
+//! TLS connections are light too: the parked connection keeps its rustls
+//! session, inline reads open the records into plaintext and inline writes
+//! seal the output (a ciphertext the kernel takes only part of is kept in
+//! `Transport::unsent`, sent first once the tasks resume). WebSocket
+//! connections are resumed on every event (their frames need the
 //! transport's decoder), as are all parked connections with
 //! `--light-below 0`.
 
@@ -32,6 +36,7 @@ use bytes::BytesMut;
 use super::connection::{SocketSlot, MESH_BACKLOG_LIMIT};
 use super::context::ShardCtx;
 use super::parking;
+use super::tls;
 use crate::broker::ConnId;
 use crate::protocol::{self, ProtocolVersion};
 
@@ -88,10 +93,10 @@ pub fn on_readable(ctx: &Rc<ShardCtx>, conn: ConnId, now: u64) {
         // Level-triggered: the socket is reported again on a later poll.
         return;
     }
-    let Some((fd, version, tcp)) = view(ctx, conn) else {
+    let Some((fd, version, carriage)) = view(ctx, conn) else {
         return;
     };
-    if !tcp || ctx.config.light_below == 0 {
+    if carriage == Carriage::Other || ctx.config.light_below == 0 {
         parking::resume(ctx, conn);
         return;
     }
@@ -126,7 +131,34 @@ pub fn on_readable(ctx: &Rc<ShardCtx>, conn: ConnId, now: u64) {
         lost(ctx, conn);
         return;
     }
-    let mut buf = BytesMut::from(&scratch[..n]);
+    let mut buf = match carriage {
+        Carriage::Tls => match open_tls(ctx, conn, &scratch[..n]) {
+            Ok((plain, opened)) => {
+                if opened.wants_write {
+                    // An answer of the TLS layer's own (a key update).
+                    flush(ctx, conn);
+                }
+                if plain.is_empty() {
+                    if opened.closed {
+                        tracing::debug!(
+                            shard = ctx.id,
+                            conn,
+                            "light TLS connection closed by the client"
+                        );
+                        lost(ctx, conn);
+                    }
+                    return;
+                }
+                plain
+            }
+            Err(e) => {
+                tracing::debug!(shard = ctx.id, conn, error = %e, "light TLS connection failed");
+                lost(ctx, conn);
+                return;
+            }
+        },
+        _ => BytesMut::from(&scratch[..n]),
+    };
     if n == READ_CHUNK {
         // More is waiting: a busy client.
         parking::resume_with(ctx, conn, buf);
@@ -173,15 +205,15 @@ pub fn on_readable(ctx: &Rc<ShardCtx>, conn: ConnId, now: u64) {
 /// when that will not do (WebSocket, a reply the kernel takes only part of,
 /// a close with something to say, a flow of output).
 pub fn flush(ctx: &Rc<ShardCtx>, conn: ConnId) {
-    let Some((fd, _, tcp)) = view(ctx, conn) else {
+    let Some((fd, _, carriage)) = view(ctx, conn) else {
         return;
     };
-    if !tcp || ctx.config.light_below == 0 {
+    if carriage == Carriage::Other || ctx.config.light_below == 0 {
         parking::resume(ctx, conn);
         return;
     }
     for _ in 0..FLUSH_ROUNDS {
-        let Some((mut out, closing)) = ctx.core.borrow_mut().take_output(conn) else {
+        let Some((out, closing)) = ctx.core.borrow_mut().take_output(conn) else {
             return;
         };
         if closing {
@@ -195,15 +227,39 @@ pub fn flush(ctx: &Rc<ShardCtx>, conn: ConnId) {
             }
             return;
         }
-        if out.is_empty() {
+        let mut wire = match carriage {
+            Carriage::Tls => match seal_tls(ctx, conn, &out) {
+                Ok(sealed) => sealed,
+                Err(e) => {
+                    tracing::debug!(shard = ctx.id, conn, error = %e, "light TLS connection: cannot seal");
+                    lost(ctx, conn);
+                    return;
+                }
+            },
+            _ => out,
+        };
+        if wire.is_empty() {
             return;
         }
-        match send_some(fd, &out) {
-            Ok(sent) if sent == out.len() => {}
+        match send_some(fd, &wire) {
+            Ok(sent) if sent == wire.len() => {}
             Ok(sent) => {
-                ctx.core
-                    .borrow_mut()
-                    .return_output(conn, out.split_off(sent));
+                tracing::debug!(
+                    shard = ctx.id,
+                    conn,
+                    sent,
+                    left = wire.len() - sent,
+                    "light send: the kernel took part; resuming"
+                );
+                let rest = wire.split_off(sent);
+                if carriage == Carriage::Tls {
+                    // Sealed already: the tasks send these bytes first.
+                    if let Some(p) = ctx.parking.parked.borrow_mut().get_mut(conn) {
+                        p.transport.unsent = rest;
+                    }
+                } else {
+                    ctx.core.borrow_mut().return_output(conn, rest);
+                }
                 parking::resume(ctx, conn);
                 return;
             }
@@ -244,11 +300,62 @@ fn must_wait(ctx: &ShardCtx, conn: ConnId) -> bool {
         || (ctx.admission.memory_high() && !core.has_inflight(conn))
 }
 
-/// The parked connection's fd, protocol, and whether it is plain TCP.
-fn view(ctx: &ShardCtx, conn: ConnId) -> Option<(RawFd, ProtocolVersion, bool)> {
+/// How a parked connection's MQTT bytes travel on its socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Carriage {
+    /// Straight on TCP.
+    Plain,
+    /// In TLS records (the session is in the parked transport).
+    Tls,
+    /// Anything light does not serve inline (WebSocket frames).
+    Other,
+}
+
+/// The parked connection's fd, protocol, and how its bytes travel.
+fn view(ctx: &ShardCtx, conn: ConnId) -> Option<(RawFd, ProtocolVersion, Carriage)> {
     let parked = ctx.parking.parked.borrow();
     let p = parked.get(conn)?;
-    Some((p.fd.as_raw_fd(), p.version, p.transport.is_plain_tcp()))
+    let carriage = if p.transport.is_ws() {
+        Carriage::Other
+    } else if p.transport.tls.is_some() {
+        Carriage::Tls
+    } else {
+        Carriage::Plain
+    };
+    Some((p.fd.as_raw_fd(), p.version, carriage))
+}
+
+/// Opens TLS records just read from a parked connection's socket.
+fn open_tls(
+    ctx: &ShardCtx,
+    conn: ConnId,
+    raw: &[u8],
+) -> Result<(BytesMut, tls::Opened), tls::TlsError> {
+    let mut parked = ctx.parking.parked.borrow_mut();
+    let Some(session) = parked
+        .get_mut(conn)
+        .and_then(|p| p.transport.tls.as_deref_mut())
+    else {
+        return Ok((BytesMut::new(), tls::Opened::default()));
+    };
+    let mut plain = BytesMut::new();
+    let opened = tls::open(session, raw, &mut plain)?;
+    Ok((plain, opened))
+}
+
+/// Seals a parked connection's output (and any records rustls has of its
+/// own) for its socket.
+fn seal_tls(ctx: &ShardCtx, conn: ConnId, plain: &[u8]) -> std::io::Result<BytesMut> {
+    let mut parked = ctx.parking.parked.borrow_mut();
+    let Some(session) = parked
+        .get_mut(conn)
+        .and_then(|p| p.transport.tls.as_deref_mut())
+    else {
+        return Ok(BytesMut::new());
+    };
+    let mut sealed = BytesMut::new();
+    tls::seal(session, plain, &mut sealed)?;
+    Ok(sealed)
 }
 
 /// Counts `n` packets read or flushes written for a light connection at

@@ -25,6 +25,9 @@ pub struct Transport {
     /// The TLS session (mqtts, wss). While tasks serve the connection it
     /// lives in their `WriteSide` instead, shared by reader and writer.
     pub tls: Option<Box<ServerConnection>>,
+    /// Sealed bytes a light connection's send left behind (the kernel took
+    /// part): written before anything else once tasks serve it.
+    pub unsent: BytesMut,
 }
 
 /// How MQTT bytes are framed on the (plaintext) stream.
@@ -38,6 +41,7 @@ impl Transport {
         Transport {
             framing: Framing::Tcp(ReadHint::default()),
             tls,
+            unsent: BytesMut::new(),
         }
     }
 
@@ -45,10 +49,10 @@ impl Transport {
         matches!(self.framing, Framing::Ws(_))
     }
 
-    /// MQTT straight on a TCP socket: what light connections can serve
-    /// inline (`light`).
-    pub fn is_plain_tcp(&self) -> bool {
-        self.tls.is_none() && !self.is_ws()
+    /// What light connections serve inline (`light`): MQTT on TCP, in TLS
+    /// or not.
+    pub fn can_be_light(&self) -> bool {
+        !self.is_ws()
     }
 }
 
@@ -104,6 +108,8 @@ pub struct WriteSide {
     pub urgent: Cell<bool>,
     /// The TLS session while tasks serve the connection (see `Transport`).
     pub tls: RefCell<Option<Box<ServerConnection>>>,
+    /// Sealed bytes to write before the next flush (`Transport::unsent`).
+    pub unsent: RefCell<BytesMut>,
 }
 
 impl WriteSide {
@@ -139,6 +145,7 @@ impl WriteSide {
     /// Moves the transport's TLS session here (tasks start serving).
     pub fn with_tls(self, transport: &mut Transport) -> WriteSide {
         *self.tls.borrow_mut() = transport.tls.take();
+        *self.unsent.borrow_mut() = std::mem::take(&mut transport.unsent);
         self
     }
 
@@ -154,7 +161,8 @@ impl WriteSide {
         if closing {
             conn.send_close_notify();
         }
-        let mut sealed = BytesMut::new();
+        // What a light send left comes first: it was sealed before.
+        let mut sealed = self.unsent.borrow_mut().split();
         tls::seal(conn, &out, &mut sealed)?;
         Ok(sealed)
     }

@@ -74,6 +74,7 @@ pub async fn upgrade(
                     raw,
                 ))),
                 tls: None,
+                unsent: BytesMut::new(),
             })
         }
         HandshakeResult::Page { .. } => {
