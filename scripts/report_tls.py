@@ -59,6 +59,7 @@ def section(runs, cpu, bound, out="."):
             for b, r in by.items():
                 sweep.setdefault((b, int(q)), []).append((int(total), r))
     capped = set()  # (row, broker): the broker sustained the highest rate tried, so "at least".
+    below = set()  # (row, broker): none of the rates tried; its value is the lowest, "less than".
     for q in (0, 1):
         vals = {}
         for b in brokers:
@@ -67,6 +68,9 @@ def section(runs, cpu, bound, out="."):
             vals[b] = best[1].get("received_per_s", 0) if best else 0
             if best and best[0] == max(t for t, _ in rs):
                 capped.add((len(rows), b))
+            if rs and not best:
+                vals[b] = min(t for t, _ in rs)
+                below.add((len(rows), b))
         rows.append((f"QoS {q} sustained msg/s (16 pairs, 64 B; no loss, p99 ≤ {bound:g} ms)", vals, "{:,.0f}", True))
     for q in (0, 1):
         vals = {}
@@ -83,6 +87,9 @@ def section(runs, cpu, bound, out="."):
             steps = r.get("steps", [])
             if steps and _churn_best(r) is steps[-1]:
                 capped.add((len(rows), b))
+            if steps and not _churn_best(r):
+                vals[b] = steps[0].get("offered_per_s", 0)
+                below.add((len(rows), b))
         rows.append((f"churn ({what}): sustained connections/s", vals, "{:,.0f}", True))
         # Broker CPU per connection at the highest step every broker sustained (else the first).
         ok = [k for k, steps in enumerate(zip(*[r.get("steps", []) for r in by.values()]))
@@ -109,17 +116,21 @@ def section(runs, cpu, bound, out="."):
              "broker and QoS), the brokers in turn row by row. Machine load average (1 min) before the section "
              f"{_loadavg(out, 'start')}, after it {_loadavg(out, 'end')}: other work on the machine shows there. "
              "Ratio = ringmq / mosquitto; for rows marked ↓ lower is better; ≥ marks a broker that sustained the highest "
-             "rate tried (its ceiling lies above).", "",
+             "rate tried (its ceiling lies above), < one that sustained none (below the lowest tried).", "",
              "| measure | " + " | ".join(brokers) + " | ratio ringmq / mosquitto | ringmq better |",
              "| --- |" + " ---: |" * len(brokers) + " ---: | --- |"]
     for i, (what, vals, f, higher) in enumerate(rows):
         a, b = vals.get("ringmq"), vals.get("mosquitto")
         ratio = f"{a / b:.2f}×" if a and b else "n/a"
-        if a and b and (i, "ringmq") in capped and (i, "mosquitto") not in capped:
-            ratio = "≥ " + ratio
-        better = "n/a" if not (a and b) else ("yes" if (a > b if higher else a < b) else "NO")
+        if a and b and ((i, "ringmq") in capped or (i, "mosquitto") in below) \
+                and (i, "mosquitto") not in capped and (i, "ringmq") not in below:
+            ratio = ("> " if (i, "mosquitto") in below else "≥ ") + ratio
+        elif a and b and ((i, "ringmq") in below or (i, "mosquitto") in capped):
+            ratio = "≤ " + ratio
+        better = "n/a" if not (a and b) else "equal" if a == b else ("yes" if (a > b if higher else a < b) else "NO")
         lines.append(f"| {what}{'' if higher else ' ↓'} | "
-                     + " | ".join(("≥ " if (i, x) in capped else "") + fmt(vals.get(x), f) for x in brokers)
+                     + " | ".join(("≥ " if (i, x) in capped else "< " if (i, x) in below else "")
+                                  + fmt(vals.get(x), f) for x in brokers)
                      + f" | {ratio} | {better} |")
 
     lines += ["", "TLS sustained-rate sweeps (offered: received/s, lost, p99 ms):", "",
