@@ -7,7 +7,9 @@
 #                                           REPORT_DIR, default today's folder; runs nothing)
 # mosquitto is installed from Debian and rumqttd from crates.io (`cargo install rumqttd`) when
 # missing; BROKERS="ringmq mosquitto" limits the list; ONLY=iot runs only the IoT shapes (many
-# slow connections) and the report. Binaries come from $CARGO_TARGET_DIR (default target/).
+# slow connections) and the report, ONLY=tls only the TLS section (about 4.5 minutes with
+# --quick; TLS_KEY=rsa for RSA 2048 certificates instead of ECDSA P-256). Binaries come from
+# $CARGO_TARGET_DIR (default target/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 P99_BOUND_MS=${P99_BOUND_MS:-50}
@@ -20,6 +22,10 @@ dur=10; [ $quick -eq 1 ] && dur=2
 # --quick skips the WebSocket storm (the full run reports it).
 storm=15000; storm_transports="tcp ws"; [ $quick -eq 1 ] && storm_transports="tcp"
 only=${ONLY:-all}
+case $only in all | iot | tls) ;; *) echo "ONLY=$only: use iot or tls" >&2; exit 2 ;; esac
+# Sections: few fast connections (all only), IoT shapes (all, iot), TLS (all, tls).
+iot_on=0; [ "$only" = tls ] || iot_on=1
+tls_on=0; [ "$only" = iot ] || tls_on=1
 # The report names the command that made it.
 export CMP_ARGS="$*${ONLY:+ (ONLY=$ONLY)}"
 out="${REPORT_DIR:-bench-results/$(date +%Y-%m-%d)}"; mkdir -p "$out/raw"
@@ -126,7 +132,7 @@ scenarios=(
 )
 # --quick keeps the run under 3 minutes on 2 cores: the fan-out row only in full runs.
 [ $quick -eq 1 ] && unset 'scenarios[5]'
-[ "$only" = iot ] && { scenarios=(); storm_transports=""; }
+[ "$only" = all ] || { scenarios=(); storm_transports=""; }
 for broker in "${brokers[@]}"; do
     for sc in "${scenarios[@]}"; do
         name=${sc%%|*}; args=${sc#*|}
@@ -152,7 +158,7 @@ done
 # overload (as fast as possible, QoS 0) and a check that the broker still serves normally.
 rates=(25000 100000 400000); [ $quick -eq 0 ] && rates=(25000 50000 100000 200000 400000 800000 1600000)
 sweep_dur=$((quick ? 2 : 6))
-[ "$only" = iot ] || for broker in "${brokers[@]}"; do
+[ "$only" = all ] && for broker in "${brokers[@]}"; do
     "start_$broker"
     for qos in 0 1; do
         for total in "${rates[@]}"; do
@@ -173,7 +179,7 @@ done
 # deep topics, duplicate filters with readers that never read, a PINGREQ flood and a 5,000
 # connection storm while a probe client measures; then whether the broker is alive and serves.
 # A broker that dies here is reported as such; stop_broker tolerates a dead process.
-[ "$only" = iot ] || for broker in "${brokers[@]}"; do
+[ "$only" = all ] && for broker in "${brokers[@]}"; do
     "start_$broker"
     "${pin_l[@]}" "$B" --scenario hostile --port "$TCP" --broker-pid "$BPID" --label "$broker" \
         --json "$out/raw/$broker-hostile.json" >/dev/null 2>>"$out/raw/bench.log" || echo "hostile $broker failed"
@@ -209,6 +215,7 @@ iot=(
   "cost-15000|--scenario iot-fanin --publishers 15000 --subscribers 1 --qos 0 --rates 20000 --step-secs $cost_step"
 )
 iot_start=$(date +%s)
+[ $iot_on -eq 1 ] || iot=()
 for broker in "${brokers[@]}"; do
     for sc in "${iot[@]}"; do
         name=${sc%%|*}; args=${sc#*|}
@@ -219,7 +226,8 @@ for broker in "${brokers[@]}"; do
         stop_broker
     done
 done
-echo "IoT shapes: $(( $(date +%s) - iot_start )) s for ${#brokers[@]} brokers"
+[ $iot_on -eq 1 ] && echo "IoT shapes: $(( $(date +%s) - iot_start )) s for ${#brokers[@]} brokers"
+[ $tls_on -eq 1 ] && . scripts/compare-tls.sh
 
 fi
 
@@ -233,17 +241,18 @@ for f in sorted(glob.glob(f"{out}/raw/*.json")):
 def cpu(r):
     b = r.get("broker") or {}
     return b.get("cpu_seconds")
-# Few fast connections (p2p, fan-out, sweep, storm, hostile) were run, or only the IoT shapes.
-fast = any(not n.startswith("iot-") for n in runs)
+# Few fast connections (p2p, fan-out, sweep, storm, hostile) were run, or only the IoT shapes
+# or TLS.
+fast = any(not n.startswith(("iot-", "tls-")) for n in runs)
 lines = [f"# ringmq vs mosquitto vs rumqttd — {os.path.basename(out)}", "",
          f"Machine: {os.cpu_count()} cores, {platform.machine()}, Linux {platform.release()}; "
          "broker and load generator share the cores unless there are 4 or more. "
          "Command: `scripts/compare.sh" + (" --quick" if "--quick" in os.environ.get("CMP_ARGS","") else "") + "`"
-         + (" (ONLY=iot)" if "ONLY=iot" in os.environ.get("CMP_ARGS", "") else "") + ".", "",
+         + "".join(f" (ONLY={o})" for o in ("iot", "tls") if f"ONLY={o}" in os.environ.get("CMP_ARGS", "")) + ".", "",
          "| scenario | broker | sent/s | received/s | lost | dup | p50 ms | p99 ms | deliveries per CPU-s | peak RSS MB |",
          "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
 for name, by in runs.items():
-    if name.startswith(("storm", "sweep", "overload", "after", "hostile", "iot")):
+    if name.startswith(("storm", "sweep", "overload", "after", "hostile", "iot", "tls")):
         continue
     for broker, r in sorted(by.items(), reverse=True):
         lat = r.get("latency_us") or {}
@@ -347,8 +356,9 @@ lines += ["", "lost = expected − received after a bounded drain; ringmq drops 
           "outbox is full and QoS 1/2 beyond --max-queued (counted), mosquitto pushes back through TCP.",
           "A broker missing from a row failed that run (see raw/bench.log)."]
 if not fast:
-    # ONLY=iot: no few-fast-connections runs to report; their tables would be empty.
-    lines = lines[:4] + ["Only the IoT shapes were run (ONLY=iot)."]
+    # ONLY=iot or tls: no few-fast-connections runs to report; their tables would be empty.
+    only = [o for o in ("iot", "tls") if f"ONLY={o}" in os.environ.get("CMP_ARGS", "")]
+    lines = lines[:4] + [f"Only the {'IoT shapes' if only == ['iot'] else 'TLS section'} {'was' if only == ['tls'] else 'were'} run (ONLY={only[0] if only else '?'})."]
 # IoT shapes (many slow connections): apart from the few-fast-connections tables above.
 iot = {name[len("iot-"):]: by for name, by in runs.items() if name.startswith("iot-")}
 def step_ok(r, s):
@@ -493,6 +503,9 @@ if iot:
               "A step marked * had every core of the machine busy (broker, load generator and anything else running): "
               "there the load generator competes with the broker, and CPU-s per delivery leaves out the kernel's softirq "
               "time (loopback TCP receive work, charged to no process; machine.softirq_seconds in the raw JSON)."]
+sys.path.insert(0, "scripts")
+import report_tls
+lines += report_tls.section(runs, cpu, bound, out)
 # chart.svg: sustained msg/s and deliveries per CPU-second at 80 k msg/s, per broker (no
 # plotting dependency: a hand-written SVG bar chart).
 colors = {"ringmq": "#2e7d32", "mosquitto": "#1565c0", "rumqttd": "#ef6c00"}
@@ -522,8 +535,8 @@ for i, (title, vals) in enumerate(panels):
         svg.append(f'<text x="{x + 25}" y="{205 - h:.1f}" text-anchor="middle">{v/1000:,.0f}k</text>')
         svg.append(f'<text x="{x + 25}" y="226" text-anchor="middle">{b}</text>')
 svg.append(f'<text x="20" y="250" fill="#555">{os.path.basename(out)}: 2 shards for ringmq; see report.md for the method</text></svg>')
-open(f"{out}/chart.svg", "w").write("\n".join(svg))
 if fast:
+    open(f"{out}/chart.svg", "w").write("\n".join(svg))
     lines += ["", "![chart](chart.svg)"]
 open(f"{out}/report.md", "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))

@@ -41,7 +41,7 @@ pub enum Transport {
     about = "MQTT load generator (loopback only): p2p, fanout, fanin, storm, hostile, \
              iot-fanin, iot-pairs, churn, idle-fleet",
     after_help = "The many-connection scenarios (iot-fanin, iot-pairs, churn, idle-fleet) run \
-                  MQTT 3.1.1 or 5 over plain TCP only, QoS 0 or 1, a few threads each driving \
+                  MQTT 3.1.1 or 5 over TCP or TLS (--tls-ca), QoS 0 or 1, a few threads each driving \
                   thousands of non-blocking connections."
 )]
 pub struct Args {
@@ -135,6 +135,23 @@ pub struct Args {
     /// Label copied into the result.
     #[arg(long, default_value = "broker")]
     pub label: String,
+    /// PEM file of the CA that signed the broker's certificate: every client connects over
+    /// TLS (rustls; TCP transport; all scenarios but hostile).
+    #[arg(long)]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// With --tls-ca: the client certificate chain (PEM) to present; needs --tls-key.
+    #[arg(long, requires = "tls_ca")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// With --tls-cert: its private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// With --tls-ca: the name the broker's certificate must carry.
+    #[arg(long, default_value = "localhost")]
+    pub tls_server_name: String,
+    /// With --tls-ca: resume sessions from tickets of earlier connections (default: every
+    /// connection makes a full handshake).
+    #[arg(long, requires = "tls_ca")]
+    pub tls_resume: bool,
 }
 
 /// Validated settings derived from [`Args`].
@@ -149,6 +166,8 @@ pub struct Config {
     /// storm, idle-fleet: connections to open.
     pub connections: usize,
     pub connect_rate: u64,
+    /// `--tls-ca`: connect over TLS.
+    pub tls: Option<crate::tls::TlsClient>,
 }
 
 impl Config {
@@ -185,8 +204,14 @@ pub fn validate(args: Args) -> Result<Config, String> {
     if args.shared && !matches!(args.scenario, Scenario::Fanin | Scenario::IotFanin) {
         return Err("--shared only applies to --scenario fanin or iot-fanin".into());
     }
+    let tls = crate::tls::TlsClient::from_args(&args)?;
+    if tls.is_some() && (args.transport != Transport::Tcp || args.scenario == Scenario::Hostile) {
+        return Err("--tls-ca: TCP transport only, and not with --scenario hostile".into());
+    }
     if crate::fleet_args::is_fleet(args.scenario) {
-        return crate::fleet_args::validate(args, SocketAddr::new(ip, 0), version, qos);
+        let mut cfg = crate::fleet_args::validate(args, SocketAddr::new(ip, 0), version, qos)?;
+        cfg.tls = tls;
+        return Ok(cfg);
     }
     let (publishers, subscribers) = match args.scenario {
         Scenario::P2p => {
@@ -226,6 +251,7 @@ pub fn validate(args: Args) -> Result<Config, String> {
         qos,
         publishers,
         subscribers,
+        tls,
     })
 }
 

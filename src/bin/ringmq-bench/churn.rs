@@ -113,6 +113,7 @@ pub fn run(cfg: Config) -> Value {
                 "skipped_at_concurrency": st.skipped_at_cap,
                 "completed": st.completed,
                 "completed_per_s": (st.completed as f64 / secs).round(),
+                "tls_resumed": st.tls_resumed,
                 "failed": failed,
                 "failures": st.failures,
                 "connack_latency_us": stats::latency_json(&st.connack_hist),
@@ -131,6 +132,7 @@ pub fn run(cfg: Config) -> Value {
     json!({
         "label": a.label,
         "scenario": "churn",
+        "tls": cfg.tls.is_some(),
         "mqtt": if cfg.version.is_v5() { 5 } else { 3 },
         "qos": cfg.qos as u8,
         "payload": a.payload,

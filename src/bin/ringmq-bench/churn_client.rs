@@ -1,6 +1,6 @@
 //! One churn thread: starts short-lived clients on the step plan (open loop, at most `cap`
-//! in progress), each doing TCP connect → CONNECT → CONNACK → PUBLISH (→ PUBACK) →
-//! DISCONNECT → close.
+//! in progress), each doing TCP connect (→ TLS handshake with `--tls-ca`) → CONNECT →
+//! CONNACK → PUBLISH (→ PUBACK) → DISCONNECT (→ close_notify) → close.
 //!
 //! Open loop because real devices reconnect on their own clocks, not when the broker is
 //! ready: a start that finds `cap` clients in progress is skipped and counted, so an
@@ -28,6 +28,8 @@ pub struct ChurnStep {
     pub started: u64,
     pub skipped_at_cap: u64,
     pub completed: u64,
+    /// TLS handshakes that resumed a session (`--tls-resume`).
+    pub tls_resumed: u64,
     pub failures: BTreeMap<String, u64>,
     pub connack_hist: Histogram<u64>,
 }
@@ -38,6 +40,7 @@ impl ChurnStep {
             started: 0,
             skipped_at_cap: 0,
             completed: 0,
+            tls_resumed: 0,
             failures: BTreeMap::new(),
             connack_hist: new_hist(),
         }
@@ -47,6 +50,7 @@ impl ChurnStep {
         self.started += o.started;
         self.skipped_at_cap += o.skipped_at_cap;
         self.completed += o.completed;
+        self.tls_resumed += o.tls_resumed;
         for (k, v) in &o.failures {
             *self.failures.entry(k.clone()).or_insert(0) += v;
         }
@@ -183,7 +187,8 @@ impl ChurnThread {
         // Index 0 is the subscriber; each client its own source address slot, so TIME_WAIT
         // from thousands of closed clients never exhausts one address's ports.
         let local = source_ip(self.cfg.target.ip(), 1 + index as usize);
-        let mut conn = Conn::open(self.cfg.target, local).map_err(|e| cause("connect", &e))?;
+        let mut conn = Conn::open(self.cfg.target, local, self.cfg.tls.as_ref())
+            .map_err(|e| cause("connect", &e))?;
         poll.registry()
             .register(
                 &mut conn.stream,
@@ -226,6 +231,7 @@ impl ChurnThread {
                     let now = self.ctl.now_ns();
                     st.connack_hist
                         .saturating_record(now.saturating_sub(cl.started_ns).max(1));
+                    st.tls_resumed += cl.conn.tls_resumed() as u64;
                     self.publish(cl, now);
                     if self.cfg.qos == QoS::AtMostOnce {
                         done = true;
@@ -250,6 +256,7 @@ impl ChurnThread {
         }
         if done {
             disconnect_packet(v, cl.conn.queue());
+            cl.conn.close_notify().map_err(|e| cause("write", &e))?;
         }
         cl.conn.flush().map_err(|e| cause("write", &e))?;
         if !open && !done {

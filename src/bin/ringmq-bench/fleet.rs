@@ -57,6 +57,8 @@ pub struct FleetParams {
     pub plan: StepPlan,
     /// Client id prefix.
     pub tag: String,
+    /// `--tls-ca`: connect over TLS.
+    pub tls: Option<crate::tls::TlsClient>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,7 +223,7 @@ impl Worker {
     fn open(&mut self, i: usize, now: u64) {
         let index = self.slots[i].index;
         let local = source_ip(self.p.target.ip(), index);
-        let mut conn = match Conn::open(self.p.target, local) {
+        let mut conn = match Conn::open(self.p.target, local, self.p.tls.as_ref()) {
             Ok(c) => c,
             Err(e) => return self.fail(i, cause("connect", &e)),
         };

@@ -103,6 +103,7 @@ pub fn validate(
         subscribers,
         connections,
         connect_rate,
+        tls: None,
     })
 }
 

@@ -3,7 +3,9 @@
 //!
 //! A fleet thread drives thousands of these from one `mio` loop, so nothing here blocks:
 //! a write that would block leaves the rest in `wbuf` for the next writable event, and a
-//! read takes what the kernel has.
+//! read takes what the kernel has. With TLS the connection carries a sans-IO rustls session:
+//! queued plaintext is sealed on flush, records read are opened into the read buffer, and
+//! the handshake runs on the same readable/writable events.
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -15,6 +17,7 @@ use ringmq::protocol::{decode, encode, Connect, DecodeError, Disconnect, Packet,
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use crate::mqtt::MAX_PACKET;
+use crate::tls::{Session, TlsClient};
 
 pub struct Conn {
     pub stream: TcpStream,
@@ -22,12 +25,15 @@ pub struct Conn {
     wbuf: BytesMut,
     /// The TCP connect completed.
     pub established: bool,
+    tls: Option<Box<Session>>,
 }
 
 impl Conn {
     /// Starts a non-blocking connect from `local` (any port: the kernel picks one per
-    /// 4-tuple, so one source address serves many connections).
-    pub fn open(target: SocketAddr, local: IpAddr) -> io::Result<Conn> {
+    /// 4-tuple, so one source address serves many connections); with `tls`, the TLS
+    /// handshake follows on the connection's events.
+    pub fn open(target: SocketAddr, local: IpAddr, tls: Option<&TlsClient>) -> io::Result<Conn> {
+        let tls = tls.map(|t| t.session().map(Box::new)).transpose()?;
         let socket = Socket::new(Domain::for_address(target), Type::STREAM, None)?;
         socket.set_nonblocking(true)?;
         socket.set_nodelay(true)?;
@@ -43,6 +49,7 @@ impl Conn {
             rbuf: BytesMut::new(),
             wbuf: BytesMut::new(),
             established: false,
+            tls,
         })
     }
 
@@ -75,6 +82,14 @@ impl Conn {
         if !self.established {
             return Ok(());
         }
+        if let Some(tls) = self.tls.as_mut() {
+            if !self.wbuf.is_empty() {
+                tls.seal(&self.wbuf)?;
+                self.wbuf.clear();
+            }
+            tls.write_to(&mut self.stream)?;
+            return Ok(());
+        }
         while !self.wbuf.is_empty() {
             match self.stream.write(&self.wbuf) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -89,13 +104,36 @@ impl Conn {
         Ok(())
     }
 
+    /// TLS: whether the handshake resumed an earlier session.
+    pub fn tls_resumed(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.resumed())
+    }
+
+    /// TLS: seals what is queued, then a close_notify after it (nothing with plain TCP);
+    /// [`Conn::flush`] sends them.
+    pub fn close_notify(&mut self) -> io::Result<()> {
+        if let Some(tls) = self.tls.as_mut() {
+            tls.seal(&self.wbuf)?;
+            self.wbuf.clear();
+            tls.close();
+        }
+        Ok(())
+    }
+
     /// Reads everything the kernel has into the read buffer; `Ok(false)` when the broker
     /// closed the connection.
     pub fn read_all(&mut self, scratch: &mut [u8]) -> io::Result<bool> {
         loop {
             match self.stream.read(scratch) {
                 Ok(0) => return Ok(false),
-                Ok(n) => self.rbuf.extend_from_slice(&scratch[..n]),
+                Ok(n) => match self.tls.as_mut() {
+                    Some(tls) => {
+                        if !tls.open(&scratch[..n], &mut self.rbuf)? {
+                            return Ok(false);
+                        }
+                    }
+                    None => self.rbuf.extend_from_slice(&scratch[..n]),
+                },
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),

@@ -36,6 +36,7 @@ pub fn params(cfg: &Config, ctl: &Ctl, senders: usize, keep_alive: u16) -> Fleet
             senders: senders.max(1),
         },
         tag: format!("rb{}", std::process::id()),
+        tls: cfg.tls.clone(),
     }
 }
 

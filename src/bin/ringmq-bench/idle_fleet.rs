@@ -100,6 +100,7 @@ pub fn run(cfg: Config) -> Value {
     json!({
         "label": a.label,
         "scenario": "idle-fleet",
+        "tls": cfg.tls.is_some(),
         "mqtt": if cfg.version.is_v5() { 5 } else { 3 },
         "connections": n,
         "keepalive": a.keepalive,

@@ -107,6 +107,7 @@ pub fn run(cfg: Config) -> Value {
     json!({
         "label": a.label,
         "scenario": crate::fleet_args::name(a.scenario),
+        "tls": cfg.tls.is_some(),
         "mqtt": if cfg.version.is_v5() { 5 } else { 3 },
         "qos": cfg.qos as u8,
         "payload": a.payload,

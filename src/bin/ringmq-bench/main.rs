@@ -38,6 +38,7 @@ mod sampler;
 mod scenario;
 mod stats;
 mod storm;
+mod tls;
 mod wire;
 
 use std::time::Duration;

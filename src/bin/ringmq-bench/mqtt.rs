@@ -17,7 +17,8 @@ use crate::wire::Wire;
 pub const MAX_PACKET: usize = 16 << 20;
 
 /// Opens a connection from `local` and completes CONNECT/CONNACK. Returns
-/// the connection and how long TCP connect + upgrade + CONNACK took.
+/// the connection and how long TCP connect + TLS handshake or upgrade +
+/// CONNACK took.
 pub fn open(
     cfg: &Config,
     local: Option<IpAddr>,
@@ -26,7 +27,7 @@ pub fn open(
 ) -> io::Result<(Wire, Duration)> {
     let timeout = Duration::from_secs(cfg.args.connect_timeout.max(1));
     let start = Instant::now();
-    let mut wire = Wire::connect(cfg.target, local, cfg.ws_path(), timeout)?;
+    let mut wire = Wire::connect(cfg.target, local, cfg.ws_path(), cfg.tls.as_ref(), timeout)?;
     handshake(&mut wire, cfg.version, client_id, keep_alive, timeout)?;
     Ok((wire, start.elapsed()))
 }

@@ -163,6 +163,7 @@ pub fn run(cfg: Config) -> serde_json::Value {
     json!({
         "label": cfg.args.label,
         "scenario": format!("{:?}", cfg.args.scenario).to_lowercase(),
+        "tls": cfg.tls.is_some(),
         "transport": format!("{:?}", cfg.args.transport).to_lowercase(),
         "mqtt": if cfg.version.is_v5() { 5 } else { 3 },
         "qos": cfg.qos as u8,

@@ -144,6 +144,7 @@ pub fn run(cfg: Config) -> serde_json::Value {
     json!({
         "label": a.label,
         "scenario": "storm",
+        "tls": cfg.tls.is_some(),
         "transport": format!("{:?}", a.transport).to_lowercase(),
         "mqtt": if cfg.version.is_v5() { 5 } else { 3 },
         "connections": c,

@@ -1,9 +1,10 @@
-//! The load generator's side of a connection: plain TCP, or MQTT over
-//! WebSocket (HTTP upgrade, masked binary frames out, frames parsed in).
+//! The load generator's side of a connection: plain TCP, TLS over TCP, or
+//! MQTT over WebSocket (HTTP upgrade, masked binary frames out, frames parsed in).
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use socket2::{Domain, SockAddr, Socket, Type};
@@ -11,9 +12,14 @@ use socket2::{Domain, SockAddr, Socket, Type};
 use bytes::{Buf, BytesMut};
 use ringmq::websocket::{apply_mask, write_frame_header, OpCode};
 
+use crate::tls::{Session, TlsClient};
+
 pub struct Wire {
     stream: TcpStream,
     ws: bool,
+    /// TLS: the session, shared with clones of this wire (a publisher's writer and its
+    /// ack reader), so records are sealed and opened in order on one session.
+    tls: Option<Arc<Mutex<Session>>>,
     /// WebSocket: raw bytes not yet parsed into frames.
     raw: BytesMut,
     /// WebSocket: payload bytes still to come of the current frame.
@@ -44,11 +50,13 @@ pub fn bind_source(socket: &Socket, ip: IpAddr) -> io::Result<()> {
 
 impl Wire {
     /// Connects from `local` (any port) within `timeout`; `ws_path` =
-    /// Some("/mqtt") upgrades to WebSocket first.
+    /// Some("/mqtt") upgrades to WebSocket first; `tls` completes a TLS
+    /// handshake first (not with WebSocket).
     pub fn connect(
         target: SocketAddr,
         local: Option<IpAddr>,
         ws_path: Option<&str>,
+        tls: Option<&TlsClient>,
         timeout: Duration,
     ) -> io::Result<Wire> {
         let socket = Socket::new(Domain::for_address(target), Type::STREAM, None)?;
@@ -60,6 +68,16 @@ impl Wire {
         stream.set_nodelay(true)?;
         stream.set_write_timeout(Some(timeout))?;
         let ws = ws_path.is_some();
+        let session = match tls {
+            Some(_) if ws => return Err(io::Error::other("TLS with WebSocket: not supported")),
+            Some(t) => {
+                let mut session = t.session()?;
+                stream.set_read_timeout(Some(timeout))?;
+                session.handshake(&mut stream)?;
+                Some(Arc::new(Mutex::new(session)))
+            }
+            None => None,
+        };
         if let Some(path) = ws_path {
             let req = format!(
                 "GET {path} HTTP/1.1\r\nHost: {target}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -85,6 +103,7 @@ impl Wire {
         }
         let mut wire = Wire::plain(stream);
         wire.ws = ws;
+        wire.tls = session;
         Ok(wire)
     }
 
@@ -109,6 +128,7 @@ impl Wire {
         Wire {
             stream,
             ws: false,
+            tls: None,
             raw: BytesMut::new(),
             in_frame: 0,
             mask_state: 0x9E37_79B9,
@@ -120,6 +140,7 @@ impl Wire {
         Ok(Wire {
             stream: self.stream.try_clone()?,
             ws: self.ws,
+            tls: self.tls.clone(),
             raw: BytesMut::new(),
             in_frame: 0,
             mask_state: self.mask_state.rotate_left(7) ^ 0x5bd1_e995,
@@ -139,7 +160,10 @@ impl Wire {
     /// write timeout's error when none could. Keeps packet framing intact
     /// where `write_all` would stop part-way through one.
     pub fn write_some(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        debug_assert!(!self.ws, "write_some is for plain TCP");
+        debug_assert!(
+            !self.ws && self.tls.is_none(),
+            "write_some is for plain TCP"
+        );
         self.stream.write(bytes)
     }
 
@@ -180,6 +204,15 @@ impl Wire {
 
     /// Sends MQTT bytes (one masked binary frame over WebSocket).
     pub fn send(&mut self, mqtt: &[u8]) -> io::Result<()> {
+        if let Some(tls) = &self.tls {
+            // Sealed and written under the lock: records reach the socket in sequence order.
+            let mut s = tls.lock().unwrap_or_else(|e| e.into_inner());
+            s.seal(mqtt)?;
+            return match s.write_to(&mut &self.stream)? {
+                true => Ok(()),
+                false => Err(io::ErrorKind::TimedOut.into()),
+            };
+        }
         if !self.ws {
             return self.stream.write_all(mqtt);
         }
@@ -200,6 +233,9 @@ impl Wire {
 
     /// Reads and appends MQTT bytes to `mqtt`; `Ok(0)` at EOF or close.
     pub fn recv(&mut self, mqtt: &mut BytesMut) -> io::Result<usize> {
+        if let Some(tls) = self.tls.clone() {
+            return self.recv_tls(&tls, mqtt);
+        }
         if !self.ws {
             let n = self.stream.read(&mut self.chunk)?;
             mqtt.extend_from_slice(&self.chunk[..n]);
@@ -215,6 +251,30 @@ impl Wire {
                 return Ok(0);
             }
             self.raw.extend_from_slice(&self.chunk[..n]);
+        }
+    }
+
+    /// TLS: reads records (outside the session's lock, so a writer is not held up while
+    /// this blocks) until some plaintext or the end comes.
+    fn recv_tls(&mut self, tls: &Mutex<Session>, mqtt: &mut BytesMut) -> io::Result<usize> {
+        let before = mqtt.len();
+        loop {
+            let n = self.stream.read(&mut self.chunk)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            let mut s = tls.lock().unwrap_or_else(|e| e.into_inner());
+            let open = s.open(&self.chunk[..n], mqtt)?;
+            if s.wants_write() {
+                // An alert or a key update answered.
+                s.write_to(&mut &self.stream)?;
+            }
+            if !open {
+                return Ok(0);
+            }
+            if mqtt.len() > before {
+                return Ok(mqtt.len() - before);
+            }
         }
     }
 
