@@ -218,8 +218,8 @@ pub async fn handshake(
         if !out.is_empty() {
             io::write_all(stream, &out).await?;
         }
-        state?;
-        drain_plaintext(&mut conn, &mut plaintext)?;
+        let available = state?.plaintext_bytes_to_read();
+        drain_plaintext(&mut conn, &mut plaintext, available)?;
         if !conn.is_handshaking() {
             return Ok(Established { conn, plaintext });
         }
@@ -255,27 +255,25 @@ pub fn drain_records(conn: &mut ServerConnection, out: &mut BytesMut) -> std::io
     Ok(())
 }
 
-fn drain_plaintext(conn: &mut ServerConnection, plain: &mut BytesMut) -> std::io::Result<()> {
-    loop {
-        let start = plain.len();
-        plain.resize(start + 16 * 1024, 0);
-        match conn.reader().read(&mut plain[start..]) {
-            Ok(n) => {
-                plain.truncate(start + n);
-                if n == 0 {
-                    return Ok(());
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                plain.truncate(start);
-                return Ok(());
-            }
-            Err(e) => {
-                plain.truncate(start);
-                return Err(e);
-            }
-        }
+/// Moves the `available` bytes of plaintext rustls holds (what
+/// `process_new_packets` said) to the end of `plain`: sized exactly, since
+/// a light connection's PINGREQ is 2 bytes and a larger buffer would be
+/// zeroed for nothing.
+fn drain_plaintext(
+    conn: &mut ServerConnection,
+    plain: &mut BytesMut,
+    available: usize,
+) -> std::io::Result<()> {
+    if available == 0 {
+        return Ok(());
     }
+    let start = plain.len();
+    plain.resize(start + available, 0);
+    let read = conn.reader().read_exact(&mut plain[start..]);
+    if read.is_err() {
+        plain.truncate(start);
+    }
+    read
 }
 
 /// What `open` found besides plaintext.
@@ -303,7 +301,7 @@ pub fn open(
         }
         let state = conn.process_new_packets()?;
         opened.closed |= state.peer_has_closed();
-        drain_plaintext(conn, plain)?;
+        drain_plaintext(conn, plain, state.plaintext_bytes_to_read())?;
     }
     opened.wants_write = conn.wants_write();
     Ok(opened)
