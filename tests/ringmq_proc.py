@@ -2,7 +2,8 @@
 
 `start(args, stderr)` runs $RINGMQ_BIN (default target/debug/ringmq) with
 `args`, waits (at most 20 s) for its `ready ...` line and returns the process
-and that line; `stop(proc)` sends SIGTERM and waits (SIGKILL after 5 s).
+and that line; `stop(proc)` sends SIGTERM and waits (SIGKILL after 5 s);
+`run_checks` runs a script's checks one by one and counts them.
 """
 
 import os
@@ -11,6 +12,7 @@ import signal
 import subprocess
 import threading
 import time
+import traceback
 
 BIN = os.environ.get("RINGMQ_BIN", "target/debug/ringmq")
 
@@ -50,3 +52,27 @@ def stop(proc):
             proc.wait(timeout=5)
             return None
     return proc.returncode
+
+
+def run_checks(checks, args, procs):
+    """Runs each check with `args`, printing "ok" or "FAIL" and its time;
+    stops early when one of the broker processes `procs` has exited.
+    Returns (passed, failed)."""
+    passed = failed = 0
+    for check in checks:
+        start = time.monotonic()
+        try:
+            check(*args)
+        except Exception:
+            failed += 1
+            print(f"FAIL {check.__name__} ({time.monotonic() - start:.2f} s)")
+            traceback.print_exc()
+        else:
+            passed += 1
+            print(f"ok   {check.__name__} ({time.monotonic() - start:.2f} s)")
+        dead = [p for p in procs if p.poll() is not None]
+        if dead:
+            print(f"broker exited with {dead[0].returncode}")
+            failed += 1
+            break
+    return passed, failed

@@ -290,22 +290,7 @@ def main():
             print(f"0 passed, {len(TESTS)} failed")
             return 1
         b, bc = brokers
-        for t in TESTS:
-            start = time.monotonic()
-            try:
-                t(b, bc, pki)
-            except Exception:
-                failed += 1
-                print(f"FAIL {t.__name__} ({time.monotonic() - start:.2f} s)")
-                traceback.print_exc()
-            else:
-                passed += 1
-                print(f"ok   {t.__name__} ({time.monotonic() - start:.2f} s)")
-            dead = [x for x in brokers if x.proc.poll() is not None]
-            if dead:
-                print(f"broker exited with {dead[0].proc.returncode}")
-                failed += 1
-                break
+        passed, failed = ringmq_proc.run_checks(TESTS, (b, bc, pki), [x.proc for x in brokers])
     finally:
         for x in brokers:
             code = x.stop()

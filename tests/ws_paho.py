@@ -242,23 +242,8 @@ def main():
         print(f"RINGMQ_BIN {ringmq_proc.BIN} does not exist (run cargo build first)")
         return 1
     b = Broker()
-    passed = failed = 0
     try:
-        for t in TESTS:
-            start = time.monotonic()
-            try:
-                t(b)
-            except Exception:
-                failed += 1
-                print(f"FAIL {t.__name__} ({time.monotonic() - start:.2f} s)")
-                traceback.print_exc()
-            else:
-                passed += 1
-                print(f"ok   {t.__name__} ({time.monotonic() - start:.2f} s)")
-            if b.proc.poll() is not None:
-                print(f"broker exited with {b.proc.returncode}")
-                failed += 1
-                break
+        passed, failed = ringmq_proc.run_checks(TESTS, (b,), [b.proc])
     finally:
         code = b.stop()
     if code != 0:

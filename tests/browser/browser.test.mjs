@@ -12,73 +12,18 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFile } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, existsSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { execFile } from 'node:child_process';
+import { mkdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { createInterface } from 'node:readline';
-import { chromium } from 'playwright-core';
+import {
+  here, MQTT_JS, WAIT, withTimeout, startBroker, readyPort, stopBroker, launchChromium,
+} from './harness.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
 const repoRoot = path.resolve(here, '..', '..');
-const BIN = path.resolve(process.env.RINGMQ_BIN ?? path.join(repoRoot, 'target/debug/ringmq'));
-const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
-const MQTT_JS = path.join(here, 'node_modules/mqtt/dist/mqtt.min.js');
-const WAIT = 10_000;
 
-let broker; // { proc, mqttPort, wsPort, wsUrl, stderr }
+let broker; // { proc, line, stderr, mqttPort, wsPort }
 let context; // persistent Chromium context (fresh user-data-dir)
 let userDataDir;
-
-function withTimeout(promise, ms, what) {
-  let timer;
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what}: timed out after ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
-
-async function startBroker() {
-  assert.ok(existsSync(BIN), `RINGMQ_BIN ${BIN} does not exist (cargo build first)`);
-  const proc = spawn(
-    BIN,
-    ['--listen', 'mqtt://127.0.0.1:0', '--listen', 'ws://127.0.0.1:0/mqtt',
-      '--shards', '2', '--log-level', 'info'],
-    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } },
-  );
-  const stderr = [];
-  proc.stderr.on('data', (d) => {
-    stderr.push(d.toString());
-    if (stderr.length > 200) stderr.shift();
-  });
-  const lines = createInterface({ input: proc.stdout });
-  const ready = new Promise((resolve, reject) => {
-    lines.on('line', (line) => {
-      if (line.startsWith('ready ')) resolve(line);
-    });
-    proc.on('exit', (code) => reject(new Error(`ringmq exited early (${code}): ${stderr.join('')}`)));
-  });
-  const line = await withTimeout(ready, 20_000, 'ringmq ready line');
-  const m = /mqtt:\/\/127\.0\.0\.1:(\d+)/.exec(line);
-  const w = /(ws:\/\/127\.0\.0\.1:(\d+)\/mqtt)/.exec(line);
-  assert.ok(m && w, `unparsable ready line ${line}`);
-  return { proc, mqttPort: Number(m[1]), wsPort: Number(w[2]), wsUrl: w[1], stderr };
-}
-
-async function stopBroker(b) {
-  if (!b || b.proc.exitCode !== null) return b?.proc.exitCode;
-  const exited = new Promise((resolve) => b.proc.once('exit', (code) => resolve(code)));
-  b.proc.kill('SIGTERM');
-  try {
-    return await withTimeout(exited, 5_000, 'ringmq exit after SIGTERM');
-  } catch (e) {
-    b.proc.kill('SIGKILL');
-    throw e;
-  }
-}
 
 function mosquittoPub(args) {
   return new Promise((resolve, reject) => {
@@ -91,17 +36,11 @@ function mosquittoPub(args) {
 }
 
 before(async () => {
-  broker = await startBroker();
-  userDataDir = mkdtempSync(path.join(tmpdir(), 'ringmq-chromium-'));
-  context = await withTimeout(chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    viewport: { width: 1000, height: 760 },
-    timeout: 30_000,
-  }), 40_000, 'launch chromium');
-  context.setDefaultTimeout(WAIT);
+  broker = await startBroker(['--listen', 'mqtt://127.0.0.1:0', '--listen', 'ws://127.0.0.1:0/mqtt']);
+  broker.mqttPort = readyPort(broker.line, 'mqtt');
+  broker.wsPort = readyPort(broker.line, 'ws');
+  broker.wsUrl = `ws://127.0.0.1:${broker.wsPort}/mqtt`;
+  ({ context, userDataDir } = await launchChromium());
 });
 
 after(async () => {

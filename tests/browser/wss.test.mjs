@@ -15,35 +15,18 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFile, execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, existsSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { createInterface } from 'node:readline';
-import { chromium } from 'playwright-core';
-
-const here = path.dirname(fileURLToPath(import.meta.url));
-const repoRoot = path.resolve(here, '..', '..');
-const BIN = path.resolve(process.env.RINGMQ_BIN ?? path.join(repoRoot, 'target/debug/ringmq'));
-const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
-const MQTT_JS = path.join(here, 'node_modules/mqtt/dist/mqtt.min.js');
-const WAIT = 10_000;
+import {
+  MQTT_JS, WAIT, withTimeout, startBroker, readyPort, stopBroker, launchChromium,
+} from './harness.mjs';
 
 let pki; // { dir, ca, cert, key }
-let broker; // { proc, mqttPort, mqttsPort, wssPort, wssUrl, stderr }
+let broker; // { proc, line, stderr, mqttPort, mqttsPort, wssPort }
 let context;
 let userDataDir;
-
-function withTimeout(promise, ms, what) {
-  let timer;
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what}: timed out after ${ms} ms`)), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
-}
 
 // A CA and a server certificate (CN=ringmq-test-server, SAN localhost and
 // 127.0.0.1) in a temporary directory; no key is ever committed.
@@ -69,49 +52,6 @@ function makePki() {
   };
 }
 
-async function startBroker() {
-  assert.ok(existsSync(BIN), `RINGMQ_BIN ${BIN} does not exist (cargo build first)`);
-  const proc = spawn(
-    BIN,
-    ['--listen', 'mqtt://127.0.0.1:0', '--listen', 'mqtts://127.0.0.1:0',
-      '--listen', 'wss://127.0.0.1:0/mqtt', '--tls-cert', pki.cert, '--tls-key', pki.key,
-      '--shards', '2', '--log-level', 'info'],
-    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } },
-  );
-  const stderr = [];
-  proc.stderr.on('data', (d) => {
-    stderr.push(d.toString());
-    if (stderr.length > 200) stderr.shift();
-  });
-  const lines = createInterface({ input: proc.stdout });
-  const ready = new Promise((resolve, reject) => {
-    lines.on('line', (line) => {
-      if (line.startsWith('ready ')) resolve(line);
-    });
-    proc.on('exit', (code) => reject(new Error(`ringmq exited early (${code}): ${stderr.join('')}`)));
-  });
-  const line = await withTimeout(ready, 20_000, 'ringmq ready line');
-  const m = /mqtt:\/\/127\.0\.0\.1:(\d+)/.exec(line);
-  const t = /mqtts:\/\/127\.0\.0\.1:(\d+)/.exec(line);
-  const w = /(wss:\/\/127\.0\.0\.1:(\d+)\/mqtt)/.exec(line);
-  assert.ok(m && t && w, `ready line lacks mqtt://, mqtts:// or wss://: ${line}`);
-  return {
-    proc, mqttPort: Number(m[1]), mqttsPort: Number(t[1]), wssPort: Number(w[2]), wssUrl: w[1], stderr,
-  };
-}
-
-async function stopBroker(b) {
-  if (!b || b.proc.exitCode !== null) return b?.proc.exitCode;
-  const exited = new Promise((resolve) => b.proc.once('exit', (code) => resolve(code)));
-  b.proc.kill('SIGTERM');
-  try {
-    return await withTimeout(exited, 5_000, 'ringmq exit after SIGTERM');
-  } catch (e) {
-    b.proc.kill('SIGKILL');
-    throw e;
-  }
-}
-
 function mosquittoPubTls(args) {
   return new Promise((resolve, reject) => {
     execFile('mosquitto_pub',
@@ -125,19 +65,13 @@ function mosquittoPubTls(args) {
 
 before(async () => {
   pki = makePki();
-  broker = await startBroker();
-  userDataDir = mkdtempSync(path.join(tmpdir(), 'ringmq-chromium-'));
-  context = await withTimeout(chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    ignoreHTTPSErrors: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--ignore-certificate-errors'],
-    viewport: { width: 1000, height: 760 },
-    timeout: 30_000,
-  }), 40_000, 'launch chromium');
-  context.setDefaultTimeout(WAIT);
+  broker = await startBroker(['--listen', 'mqtt://127.0.0.1:0', '--listen', 'mqtts://127.0.0.1:0',
+    '--listen', 'wss://127.0.0.1:0/mqtt', '--tls-cert', pki.cert, '--tls-key', pki.key]);
+  broker.mqttPort = readyPort(broker.line, 'mqtt');
+  broker.mqttsPort = readyPort(broker.line, 'mqtts');
+  broker.wssPort = readyPort(broker.line, 'wss');
+  broker.wssUrl = `wss://127.0.0.1:${broker.wssPort}/mqtt`;
+  ({ context, userDataDir } = await launchChromium(['--ignore-certificate-errors'], { ignoreHTTPSErrors: true }));
 });
 
 after(async () => {
