@@ -2,7 +2,7 @@
 """How much a storm of wrong-password CONNECTs slows other clients.
 
 Starts a broker (ringmq from $RINGMQ_BIN, default target/release/ringmq, or
-mosquitto with BROKER=mosquitto) on 127.0.0.1:18981 with a password file
+mosquitto with BROKER=mosquitto) on 127.0.0.1:18981 (mosquitto: 18982) with a password file
 made by the real mosquitto_passwd, logs in one client that publishes QoS 0
 to its own subscription every 10 ms, and reports the round trip's p50/p99
 for a quiet phase and for a phase in which STORM_THREADS threads (default
@@ -88,12 +88,17 @@ def main():
     work = tempfile.mkdtemp(prefix="ringmq-auth-storm-")
     pwfile = os.path.join(work, "passwd")
     subprocess.run(["mosquitto_passwd", "-c", "-b", pwfile, "alice", "right"], check=True)
+    global PORT
     broker = os.environ.get("BROKER", "ringmq")
     if broker == "mosquitto":
+        # A port of its own: the previous run's thousands of closed
+        # connections linger in TIME_WAIT on 18981, and mosquitto's bind
+        # then fails.
+        PORT = 18982
         conf = os.path.join(work, "m.conf")
         with open(conf, "w") as f:
             f.write(f"listener {PORT} 127.0.0.1\npassword_file {pwfile}\nallow_anonymous false\nuser root\n")
-        proc = subprocess.Popen(["/usr/sbin/mosquitto", "-c", conf], stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(["/usr/sbin/mosquitto", "-c", conf], stderr=open(os.path.join(work, "m.log"), "w"))
     else:
         binary = os.environ.get("RINGMQ_BIN", "target/release/ringmq")
         proc = subprocess.Popen(
