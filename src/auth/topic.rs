@@ -41,22 +41,9 @@ fn dollar_excluded(filter: &str, topic: &str) -> bool {
 }
 
 /// Does `filter` match the topic name `topic`? `#` matches the rest of the
-/// topic including its parent (`a/#` matches `a`).
+/// topic including its parent (`a/#` matches `a`); the broker's own rule.
 pub fn matches(filter: &str, topic: &str) -> bool {
-    if dollar_excluded(filter, topic) {
-        return false;
-    }
-    let mut f = filter.split('/');
-    let mut t = topic.split('/');
-    loop {
-        match (f.next(), t.next()) {
-            (Some("#"), _) => return true,
-            (Some("+"), Some(_)) => {}
-            (Some(fl), Some(tl)) if fl == tl => {}
-            (None, None) => return true,
-            (Some(_), _) | (None, Some(_)) => return false,
-        }
-    }
+    crate::protocol::topic::filter_matches(filter, topic)
 }
 
 /// Does `rule` match every topic that `sub` matches? (`a/#` covers `a/+/c`

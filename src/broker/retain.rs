@@ -335,22 +335,7 @@ fn size(msg: &Message) -> usize {
 }
 
 /// Whether one valid filter matches one topic name (same rules as the trie).
-pub fn filter_matches(filter: &str, topic: &str) -> bool {
-    if topic.starts_with('$') && (filter.starts_with('+') || filter.starts_with('#')) {
-        return false;
-    }
-    let mut f = filter.split('/');
-    let mut t = topic.split('/');
-    loop {
-        match (f.next(), t.next()) {
-            (Some("#"), _) => return true,
-            (Some("+"), Some(_)) => {}
-            (Some(fl), Some(tl)) if fl == tl => {}
-            (None, None) => return true,
-            _ => return false,
-        }
-    }
-}
+pub use crate::protocol::topic::filter_matches;
 
 #[cfg(test)]
 mod tests {

@@ -55,6 +55,27 @@ pub fn split_shared(filter: &str) -> Option<(&str, &str)> {
     Some((group, inner))
 }
 
+/// Whether one valid filter matches one topic name: `+` one level, `#` the
+/// rest including the parent (`a/#` matches `a`), and a wildcard first
+/// level never matches a `$` topic [MQTT-4.7.2-1]. Iterative: no recursion
+/// on the depth a client controls.
+pub fn filter_matches(filter: &str, topic: &str) -> bool {
+    if topic.starts_with('$') && (filter.starts_with('+') || filter.starts_with('#')) {
+        return false;
+    }
+    let mut f = filter.split('/');
+    let mut t = topic.split('/');
+    loop {
+        match (f.next(), t.next()) {
+            (Some("#"), _) => return true,
+            (Some("+"), Some(_)) => {}
+            (Some(fl), Some(tl)) if fl == tl => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
 /// True for topics starting with `$`, which `#` and `+` in the first level
 /// must not match [MQTT-4.7.2-1].
 pub fn is_system(topic: &str) -> bool {
