@@ -459,8 +459,10 @@ impl SecurityDefaults {
     }
 }
 
-/// One listener per scheme and address; WebSocket paths given for the same
-/// address are served by one listener.
+/// One listener per scheme, address and settings; WebSocket paths given for
+/// the same listener are served by one. Listeners that differ in settings
+/// stay apart (two on port 0 get a port each; two on one port are refused
+/// by `validate`).
 fn merge_listeners(specs: Vec<ListenerSpec>) -> Vec<ListenerSpec> {
     let mut out: Vec<ListenerSpec> = Vec::new();
     for spec in specs {
@@ -468,6 +470,8 @@ fn merge_listeners(specs: Vec<ListenerSpec>) -> Vec<ListenerSpec> {
             l.scheme == spec.scheme
                 && l.addr == spec.addr
                 && l.proxy_protocol == spec.proxy_protocol
+                && l.tls == spec.tls
+                && l.auth == spec.auth
         }) {
             Some(existing) => {
                 for p in spec.paths {
@@ -720,7 +724,7 @@ impl Config {
         for (i, l) in self.listeners.iter().enumerate() {
             if l.addr.port() != 0 && self.listeners[..i].iter().any(|o| o.addr == l.addr) {
                 return Err(ConfigError::Invalid(format!(
-                    "{} is given for two transports; each port serves one",
+                    "{} is given for two listeners (transports or settings differ); each port serves one",
                     l.addr
                 )));
             }
