@@ -307,7 +307,7 @@ async fn open(
     };
     let established = tls::handshake(stream, configs, &ctx.pacer, initial).await?;
     let write = WriteSide::direct(false);
-    *write.tls.borrow_mut() = Some(established.conn);
+    *write.tls.borrow_mut() = Some(established.session);
     Ok(Opened {
         peer,
         write,

@@ -23,7 +23,7 @@
 //! TLS connections are light too: the parked connection keeps its rustls
 //! session, inline reads open the records into plaintext and inline writes
 //! seal the output (a ciphertext the kernel takes only part of is kept in
-//! `Transport::unsent`, sent first once the tasks resume). WebSocket
+//! `TlsSession::unsent`, sent first once the tasks resume). WebSocket
 //! connections are resumed on every event (their frames need the
 //! transport's decoder), as are all parked connections with
 //! `--light-below 0`.
@@ -254,8 +254,12 @@ pub fn flush(ctx: &Rc<ShardCtx>, conn: ConnId) {
                 let rest = wire.split_off(sent);
                 if carriage == Carriage::Tls {
                     // Sealed already: the tasks send these bytes first.
-                    if let Some(p) = ctx.parking.parked.borrow_mut().get_mut(conn) {
-                        p.transport.unsent = rest;
+                    let mut parked = ctx.parking.parked.borrow_mut();
+                    if let Some(session) = parked
+                        .get_mut(conn)
+                        .and_then(|p| p.transport.tls.as_deref_mut())
+                    {
+                        session.unsent = rest;
                     }
                 } else {
                     ctx.core.borrow_mut().return_output(conn, rest);

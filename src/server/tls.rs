@@ -148,16 +148,25 @@ fn subject_cn(der: &[u8]) -> Option<String> {
     cn.as_str().ok().map(str::to_string)
 }
 
+/// A connection's TLS state, boxed so that plain connections pay one
+/// pointer for it.
+pub struct TlsSession {
+    pub conn: ServerConnection,
+    /// Sealed bytes a light connection's send left behind (the kernel took
+    /// part): they go out before anything sealed after them.
+    pub unsent: BytesMut,
+}
+
 /// The subject CN of the client's certificate, when it presented one
 /// (the identity `--tls-identity-as-username` makes the username).
-pub fn peer_identity(conn: &ServerConnection) -> Option<String> {
-    subject_cn(conn.peer_certificates()?.first()?.as_ref())
+pub fn peer_identity(session: &TlsSession) -> Option<String> {
+    subject_cn(session.conn.peer_certificates()?.first()?.as_ref())
 }
 
 /// A finished handshake: the session, and application bytes that came
 /// with the client's last flight (a CONNECT, an HTTP upgrade).
 pub struct Established {
-    pub conn: Box<ServerConnection>,
+    pub session: Box<TlsSession>,
     pub plaintext: BytesMut,
 }
 
@@ -201,7 +210,7 @@ pub async fn handshake(
         // and the broker's outbox limits already bound what one holds.
         Ok(mut conn) => {
             conn.set_buffer_limit(None);
-            Box::new(conn)
+            conn
         }
         Err((e, mut alert)) => {
             let mut out = Vec::new();
@@ -221,7 +230,11 @@ pub async fn handshake(
         let available = state?.plaintext_bytes_to_read();
         drain_plaintext(&mut conn, &mut plaintext, available)?;
         if !conn.is_handshaking() {
-            return Ok(Established { conn, plaintext });
+            let session = Box::new(TlsSession {
+                conn,
+                unsent: BytesMut::new(),
+            });
+            return Ok(Established { session, plaintext });
         }
         if read_more(stream, &mut raw, &mut hint, pacer).await? == 0 {
             return Err(TlsError::Eof);
@@ -289,10 +302,11 @@ pub struct Opened {
 /// the plaintext to `plain`. On a TLS error the session holds the alert
 /// to send (`wants_write`), and the connection must end.
 pub fn open(
-    conn: &mut ServerConnection,
+    session: &mut TlsSession,
     raw: &[u8],
     plain: &mut BytesMut,
 ) -> Result<Opened, TlsError> {
+    let conn = &mut session.conn;
     let mut slice = raw;
     let mut opened = Opened::default();
     while !slice.is_empty() {
@@ -307,10 +321,14 @@ pub fn open(
     Ok(opened)
 }
 
-/// Encrypts `plain` into records appended to `out`.
-pub fn seal(conn: &mut ServerConnection, plain: &[u8], out: &mut BytesMut) -> std::io::Result<()> {
-    if !plain.is_empty() {
-        conn.writer().write_all(plain)?;
+/// Encrypts `plain` into records appended to `out`, after what a light
+/// send left unsent.
+pub fn seal(session: &mut TlsSession, plain: &[u8], out: &mut BytesMut) -> std::io::Result<()> {
+    if !session.unsent.is_empty() {
+        out.extend_from_slice(&session.unsent.split());
     }
-    drain_records(conn, out)
+    if !plain.is_empty() {
+        session.conn.writer().write_all(plain)?;
+    }
+    drain_records(&mut session.conn, out)
 }

@@ -10,7 +10,6 @@
 use std::cell::{Cell, RefCell};
 
 use bytes::BytesMut;
-use rustls::ServerConnection;
 
 use super::connection::ConnectionError;
 use super::io::{self, ReadHint, SharedStream};
@@ -24,10 +23,7 @@ pub struct Transport {
     pub framing: Framing,
     /// The TLS session (mqtts, wss). While tasks serve the connection it
     /// lives in their `WriteSide` instead, shared by reader and writer.
-    pub tls: Option<Box<ServerConnection>>,
-    /// Sealed bytes a light connection's send left behind (the kernel took
-    /// part): written before anything else once tasks serve it.
-    pub unsent: BytesMut,
+    pub tls: Option<Box<tls::TlsSession>>,
 }
 
 /// How MQTT bytes are framed on the (plaintext) stream.
@@ -37,11 +33,10 @@ pub enum Framing {
 }
 
 impl Transport {
-    pub fn tcp(tls: Option<Box<ServerConnection>>) -> Transport {
+    pub fn tcp(tls: Option<Box<tls::TlsSession>>) -> Transport {
         Transport {
             framing: Framing::Tcp(ReadHint::default()),
             tls,
-            unsent: BytesMut::new(),
         }
     }
 
@@ -107,9 +102,7 @@ pub struct WriteSide {
     /// QoS 1/2 subscriber would get one window per tick.
     pub urgent: Cell<bool>,
     /// The TLS session while tasks serve the connection (see `Transport`).
-    pub tls: RefCell<Option<Box<ServerConnection>>>,
-    /// Sealed bytes to write before the next flush (`Transport::unsent`).
-    pub unsent: RefCell<BytesMut>,
+    pub tls: RefCell<Option<Box<tls::TlsSession>>>,
 }
 
 impl WriteSide {
@@ -145,7 +138,6 @@ impl WriteSide {
     /// Moves the transport's TLS session here (tasks start serving).
     pub fn with_tls(self, transport: &mut Transport) -> WriteSide {
         *self.tls.borrow_mut() = transport.tls.take();
-        *self.unsent.borrow_mut() = std::mem::take(&mut transport.unsent);
         self
     }
 
@@ -155,15 +147,14 @@ impl WriteSide {
     pub fn seal_output(&self, mqtt: BytesMut, closing: bool) -> std::io::Result<BytesMut> {
         let out = self.frame_output(mqtt, closing);
         let mut tls = self.tls.borrow_mut();
-        let Some(conn) = tls.as_mut() else {
+        let Some(session) = tls.as_mut() else {
             return Ok(out);
         };
         if closing {
-            conn.send_close_notify();
+            session.conn.send_close_notify();
         }
-        // What a light send left comes first: it was sealed before.
-        let mut sealed = self.unsent.borrow_mut().split();
-        tls::seal(conn, &out, &mut sealed)?;
+        let mut sealed = BytesMut::new();
+        tls::seal(session, &out, &mut sealed)?;
         Ok(sealed)
     }
 

@@ -74,7 +74,6 @@ pub async fn upgrade(
                     raw,
                 ))),
                 tls: None,
-                unsent: BytesMut::new(),
             })
         }
         HandshakeResult::Page { .. } => {

@@ -348,11 +348,21 @@ impl Shard {
                 });
                 continue;
             }
-            let inner = match shared::parse(&req.filter) {
-                Some(Some(share)) => share.filter,
-                _ => req.filter.clone(),
+            let share = match shared::parse(&req.filter) {
+                None => None,
+                Some(Some(share)) => Some(share),
+                Some(None) => {
+                    codes.push(if v5 {
+                        SUBACK_INVALID_FILTER_V5
+                    } else {
+                        SUBACK_FAILURE
+                    });
+                    continue;
+                }
             };
-            match self.subscribe_access(sid, &inner) {
+            // A shared subscription is judged by its filter.
+            let inner = share.as_ref().map_or(&req.filter, |share| &share.filter);
+            match self.subscribe_access(sid, inner) {
                 SubscribeAccess::Denied => {
                     tracing::debug!(shard = self.id, conn = conn_id, filter = %req.filter, "SUBSCRIBE denied by the ACL");
                     self.stats.subscriptions_denied += 1;
@@ -369,18 +379,6 @@ impl Shard {
             let subscription = Subscription {
                 options: req.options,
                 id: sub_id,
-            };
-            let share = match shared::parse(&req.filter) {
-                None => None,
-                Some(Some(share)) => Some(share),
-                Some(None) => {
-                    codes.push(if v5 {
-                        SUBACK_INVALID_FILTER_V5
-                    } else {
-                        SUBACK_FAILURE
-                    });
-                    continue;
-                }
             };
             let existed = match &share {
                 Some(share) => {
