@@ -59,10 +59,10 @@ tls=(--tls-ca "$pki/ca.pem")
 # idle fleet opens at 500/s, well within what one mosquitto thread completes.
 if [ $quick -eq 1 ]; then
     tls_rates=(25000 50000 100000 200000 400000 800000); tls_sweep=2; tls_churn=500,1000,2000,3000; tls_step=2
-    tls_idle=5000; tls_idle_window=20
+    tls_idle=5000; tls_idle_window=20; tls_fan_rates=10000,20000,40000,80000
 else
     tls_rates=(25000 50000 100000 200000 400000 800000); tls_sweep=6; tls_churn=250,500,1000,2000,3000,4000; tls_step=5
-    tls_idle=10000; tls_idle_window=60
+    tls_idle=10000; tls_idle_window=60; tls_fan_rates=5000,10000,20000,40000,80000
 fi
 # name | bench arguments (a fresh broker each)
 tls_runs=(
@@ -70,6 +70,7 @@ tls_runs=(
   "tls-p2p-qos1-80k|--scenario p2p --pairs 4 --qos 1 --rate 20000 --duration $((quick ? 2 : 10))"
   "tls-churn-q1|--scenario churn --qos 1 --rates $tls_churn --step-secs $tls_step --concurrency 256 --threads 2"
   "tls-churn-resume-q1|--scenario churn --qos 1 --rates $tls_churn --step-secs $tls_step --concurrency 256 --threads 2 --tls-resume"
+  "tls-fanin10k-q1|--scenario iot-fanin --publishers 10000 --subscribers 1 --qos 1 --rates $tls_fan_rates --step-secs $tls_step --connect-rate 1000"
   "tls-idle-k10|--scenario idle-fleet --connections $tls_idle --keepalive 10 --window $tls_idle_window --connect-rate 500 --threads 2"
 )
 # Scenario by scenario, each broker in turn: other work on the machine (a build) then falls on

@@ -98,6 +98,24 @@ def section(runs, cpu, bound, out="."):
         vals = {b: _cpu_ms_per_conn(r["steps"][k]) for b, r in by.items() if len(r.get("steps", [])) > k}
         at = next(iter(by.values())).get("steps", [{}])[k].get("offered_per_s", 0)
         rows.append((f"churn ({what}): broker CPU ms per connection at {at:,}/s", vals, "{:.2f}", False))
+    # The IoT shape over TLS: 10,000 publishers into one subscriber, QoS 1.
+    fanin = tls.get("fanin10k-q1", {})
+    if fanin:
+        vals, per_cpu = {}, {}
+        for b, r in fanin.items():
+            steps = [(s.get("offered_per_s", 0), s) for s in r.get("steps", [])]
+            best = _sustained(steps, bound)
+            vals[b] = best[1].get("received_per_s", 0) if best else 0
+            if best and best[0] == max(t for t, _ in steps):
+                capped.add((len(rows), b))
+            if steps and not best:
+                vals[b] = min(t for t, _ in steps)
+                below.add((len(rows), b))
+            at = [s for t, s in steps if t == 20000]
+            per_cpu[b] = at[0].get("deliveries_per_cpu_s") if at else None
+        rows.append(("10,000 TLS publishers → 1, QoS 1: sustained msg/s", vals, "{:,.0f}", True))
+        rows.append(("10,000 TLS publishers → 1, QoS 1: deliveries per broker CPU-s at 20k msg/s",
+                     per_cpu, "{:,.0f}", True))
     idle = tls.get("idle-k10", {})
     if idle:
         vals = {b: (r.get("broker") or {}).get("rss_per_connection_bytes") for b, r in idle.items()}
