@@ -86,8 +86,6 @@ pub struct Session {
     /// QoS 1/2 messages dropped since the queue last overflowed (for the
     /// warning when it has room again).
     pub dropped: u64,
-    /// The ACL compiled for its client (`None`: no ACL file, all allowed).
-    pub acl: Option<Box<super::access::SessionAcl>>,
     next_packet_id: u16,
 }
 
@@ -107,7 +105,6 @@ impl Session {
             queued_bytes: 0,
             inbound_qos2: None,
             dropped: 0,
-            acl: None,
             next_packet_id: 0,
         }
     }

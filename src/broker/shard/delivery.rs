@@ -222,13 +222,13 @@ impl Shard {
         let (max_queued, max_queued_bytes) = (limits.max_queued, limits.max_queued_bytes);
         let (max_outbox, max_inflight) = (limits.max_outbox_bytes, limits.max_inflight);
         let now = self.now;
-        let Some(session) = self.sessions.get_mut(&sid) else {
-            return false;
-        };
-        if !access::may_receive(session.acl.as_deref(), &msg.topic, false) {
+        if !access::may_receive(self.acl_of(sid), &msg.topic, false) {
             self.stats.deliveries_denied += 1;
             return false;
         }
+        let Some(session) = self.sessions.get_mut(&sid) else {
+            return false;
+        };
         let conn_id = session.conn;
         let conn = conn_id
             .and_then(|c| self.conns.get_mut(&c))
@@ -498,8 +498,7 @@ impl Shard {
                 }
                 // A grant to subscribe does not cover every retained topic
                 // under the filter (a deny rule, a narrower read rule).
-                let acl = self.sessions.get(&sid).and_then(|s| s.acl.as_deref());
-                if !access::may_receive(acl, &m.topic, true) {
+                if !access::may_receive(self.acl_of(sid), &m.topic, true) {
                     self.stats.deliveries_denied += 1;
                     continue;
                 }

@@ -166,8 +166,7 @@ impl Shard {
         if !self.limits.topic_fits(&p.topic) {
             return Err(ProtocolViolation::TopicTooLarge);
         }
-        let acl = self.sessions.get(&sid).and_then(|s| s.acl.as_deref());
-        if !access::may_publish(acl, &p.topic) {
+        if !access::may_publish(self.acl_of(sid), &p.topic) {
             self.refuse_publish(conn_id, sid, v5, &p);
             return Ok(());
         }
@@ -370,7 +369,7 @@ impl Shard {
                     continue;
                 }
                 SubscribeAccess::GrantedChecked => {
-                    if let Some(acl) = self.sessions.get_mut(&sid).and_then(|s| s.acl.as_mut()) {
+                    if let Some(acl) = self.acls.get_mut(&sid) {
                         acl.check_deliveries = true;
                     }
                 }
@@ -433,7 +432,7 @@ impl Shard {
 
     /// What session `sid`'s ACL says of subscribing to `filter`.
     fn subscribe_access(&self, sid: SessionId, filter: &str) -> SubscribeAccess {
-        match self.sessions.get(&sid).and_then(|s| s.acl.as_deref()) {
+        match self.acl_of(sid) {
             Some(acl) => acl.rules.may_subscribe(filter),
             None => SubscribeAccess::Granted,
         }

@@ -159,6 +159,10 @@ pub struct Shard {
     shared_strategy: Strategy,
     /// Enhanced authentication methods offered (none yet).
     auth_methods: Methods,
+    /// The compiled ACL of each session that has one (its listener has an
+    /// ACL file): beside the sessions, not in them, so a broker without
+    /// ACLs pays nothing per session.
+    acls: std::collections::HashMap<SessionId, Box<SessionAcl>>,
     next_token: u64,
     /// Per shard: the highest of our `Sync` tokens it has answered.
     syncs_acked: Vec<u64>,
@@ -204,6 +208,7 @@ impl Shard {
             shared_interest: SharedInterest::default(),
             shared_strategy: Strategy::default(),
             auth_methods: Methods::default(),
+            acls: Default::default(),
             next_token: 1,
             syncs_acked: vec![0; shards],
             syncs_applied: vec![0; shards],
@@ -396,15 +401,21 @@ impl Shard {
             if v5 {
                 s.set_expiry(session_expiry);
             }
-            s.acl = access.acl.as_ref().map(|file| {
-                Box::new(SessionAcl::compile(
-                    file,
-                    access.listener,
-                    username.as_ref().map(detached_str),
-                    &client_id,
-                    s.subscriptions.keys(),
-                ))
-            });
+            match &access.acl {
+                Some(file) => {
+                    let acl = SessionAcl::compile(
+                        file,
+                        access.listener,
+                        username.as_ref().map(detached_str),
+                        &client_id,
+                        s.subscriptions.keys(),
+                    );
+                    self.acls.insert(sid, Box::new(acl));
+                }
+                None => {
+                    self.acls.remove(&sid);
+                }
+            }
         }
         for at in deadlines.into_iter().flatten() {
             self.session_timers.remove(&(at, sid));
@@ -676,8 +687,9 @@ impl Shard {
         for filter in session.subscriptions.keys() {
             self.remove_subscription(sid, filter);
         }
+        let acl = self.acls.remove(&sid);
         if let Some((will, _)) = session.delayed_will.take() {
-            if access::may_publish(session.acl.as_deref(), &will.topic) {
+            if access::may_publish(acl.as_deref(), &will.topic) {
                 self.publish_will(*will);
             } else {
                 self.stats.publishes_denied += 1;
@@ -685,11 +697,18 @@ impl Shard {
         }
     }
 
+    /// Session `sid`'s compiled ACL, if it has one.
+    pub(super) fn acl_of(&self, sid: SessionId) -> Option<&SessionAcl> {
+        if self.acls.is_empty() {
+            return None;
+        }
+        self.acls.get(&sid).map(|a| &**a)
+    }
+
     /// Whether session `sid`'s ACL lets its will on `topic` be published
     /// (counted when not).
     pub(super) fn will_permitted(&mut self, sid: SessionId, topic: &str) -> bool {
-        let acl = self.sessions.get(&sid).and_then(|s| s.acl.as_deref());
-        if access::may_publish(acl, topic) {
+        if access::may_publish(self.acl_of(sid), topic) {
             return true;
         }
         tracing::debug!(shard = self.id, %topic, "will not published: the ACL denies it");
@@ -703,23 +722,21 @@ impl Shard {
         &mut self,
         acl_of: &dyn Fn(u16) -> Option<std::sync::Arc<crate::auth::AclFile>>,
     ) -> usize {
-        let mut n = 0;
-        for (_, s) in self.sessions.iter_mut() {
-            let Some(old) = s.acl.take() else {
-                continue;
+        let sessions = &self.sessions;
+        self.acls.retain(|sid, acl| {
+            let (Some(s), Some(file)) = (sessions.get(sid), acl_of(acl.listener)) else {
+                return false;
             };
-            if let Some(file) = acl_of(old.listener) {
-                s.acl = Some(Box::new(SessionAcl::compile(
-                    &file,
-                    old.listener,
-                    old.username,
-                    &s.client_id,
-                    s.subscriptions.keys(),
-                )));
-                n += 1;
-            }
-        }
-        n
+            **acl = SessionAcl::compile(
+                &file,
+                acl.listener,
+                acl.username.take(),
+                &s.client_id,
+                s.subscriptions.keys(),
+            );
+            true
+        });
+        self.acls.len()
     }
 
     /// Forgets a session's expiry and will-delay deadlines (it came back,
