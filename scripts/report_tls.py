@@ -15,6 +15,18 @@ def _sustained(rs, bound):
     return best
 
 
+def _sustained_value(rs, bound, row, b, capped, below):
+    """The sustained rate of one broker's steps [(offered, result)] for report row `row`; marks
+    the row "at least" when the highest rate tried held, "less than" when none did."""
+    best = _sustained(rs, bound)
+    if best and best[0] == max(t for t, _ in rs):
+        capped.add((row, b))
+    if rs and not best:
+        below.add((row, b))
+        return min(t for t, _ in rs)
+    return best[1].get("received_per_s", 0) if best else 0
+
+
 def _churn_ok(s):
     return s.get("failed", 1) == 0 and s.get("lost", 1) == 0 and s.get("completed_per_s", 0) >= 0.95 * s.get("offered_per_s", 0)
 
@@ -63,14 +75,7 @@ def section(runs, cpu, bound, out="."):
     for q in (0, 1):
         vals = {}
         for b in brokers:
-            rs = sweep.get((b, q), [])
-            best = _sustained(rs, bound)
-            vals[b] = best[1].get("received_per_s", 0) if best else 0
-            if best and best[0] == max(t for t, _ in rs):
-                capped.add((len(rows), b))
-            if rs and not best:
-                vals[b] = min(t for t, _ in rs)
-                below.add((len(rows), b))
+            vals[b] = _sustained_value(sweep.get((b, q), []), bound, len(rows), b, capped, below)
         rows.append((f"QoS {q} sustained msg/s (16 pairs, 64 B; no loss, p99 ≤ {bound:g} ms)", vals, "{:,.0f}", True))
     for q in (0, 1):
         vals = {}
@@ -104,13 +109,7 @@ def section(runs, cpu, bound, out="."):
         vals, per_cpu = {}, {}
         for b, r in fanin.items():
             steps = [(s.get("offered_per_s", 0), s) for s in r.get("steps", [])]
-            best = _sustained(steps, bound)
-            vals[b] = best[1].get("received_per_s", 0) if best else 0
-            if best and best[0] == max(t for t, _ in steps):
-                capped.add((len(rows), b))
-            if steps and not best:
-                vals[b] = min(t for t, _ in steps)
-                below.add((len(rows), b))
+            vals[b] = _sustained_value(steps, bound, len(rows), b, capped, below)
             at = [s for t, s in steps if t == 20000]
             per_cpu[b] = at[0].get("deliveries_per_cpu_s") if at else None
         rows.append(("10,000 TLS publishers → 1, QoS 1: sustained msg/s", vals, "{:,.0f}", True))
